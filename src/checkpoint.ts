@@ -1,0 +1,248 @@
+/**
+ * The checkpoint: where the stream stands, the ids recently written, and which object keys are
+ * reserved but not yet committed. One JSON file, replaced atomically (write, fsync, rename,
+ * fsync the directory), guarded by a lock file so two processes never run on one state.
+ *
+ * Delivery: the sink calls `reserve` before it uploads a byte to a new key, and `commit` only
+ * after every object of an epoch is complete. A crash between the two leaves the key in
+ * `inflight`; the next run replays from the saved position and rewrites that same key, so each
+ * event ends up in exactly one object.
+ */
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { StateError } from './errors.js';
+import type { DedupeWindow } from './transforms/dedupe.js';
+import type { EpochCommit, ObjectKind, SinkJournal } from './sinks/object-sink.js';
+import { hourPath } from './time.js';
+import type { Position } from './types.js';
+
+export interface RunSummary {
+  startedAt: string;
+  finishedAt: string;
+  outcome: 'ok' | 'error' | 'stopped';
+  events: number;
+  quarantined: number;
+  duplicates: number;
+  objects: number;
+  error?: string;
+}
+
+export interface CheckpointState {
+  version: 1;
+  /** Random id of this state, part of every object name, so two states never collide. */
+  stateId: string;
+  orgId: string;
+  position: Position;
+  /** processedAt of the newest event in a complete object. */
+  lastProcessedAt?: string;
+  /** Object names handed out so far. */
+  seq: number;
+  /** Ids of the most recently written events, oldest first (the dedupe window). */
+  dedupe: string[];
+  /** Keys reserved but not committed: a crashed run may have completed them. */
+  inflight: Partial<Record<ObjectKind, string>>;
+  totals: { events: number; quarantined: number; duplicates: number; objects: number };
+  updatedAt: string;
+  lastRun?: RunSummary;
+}
+
+export function newState(orgId: string, from: number): CheckpointState {
+  return {
+    version: 1,
+    stateId: randomBytes(4).toString('hex'),
+    orgId,
+    position: { from, skip: 0 },
+    seq: 0,
+    dedupe: [],
+    inflight: {},
+    totals: { events: 0, quarantined: 0, duplicates: 0, objects: 0 },
+    updatedAt: new Date().toISOString(),
+  };
+}
+
+function invalid(path: string, why: string): StateError {
+  return new StateError(
+    `state file ${path} is unusable (${why}); refusing to start again from zero. ` +
+      'Restore it from a backup, or move it aside to re-collect from --from (dedupe cannot then stop duplicates of events already written)',
+  );
+}
+
+function checkState(path: string, json: unknown): CheckpointState {
+  if (typeof json !== 'object' || json === null) throw invalid(path, 'not a JSON object');
+  const s = json as Partial<CheckpointState>;
+  if (s.version !== 1) throw invalid(path, `unknown version ${JSON.stringify(s.version)}`);
+  if (typeof s.stateId !== 'string' || !/^[0-9a-f]{8}$/.test(s.stateId)) throw invalid(path, 'bad stateId');
+  if (typeof s.orgId !== 'string') throw invalid(path, 'bad orgId');
+  const p = s.position;
+  if (typeof p !== 'object' || p === null || typeof p.skip !== 'number' || (typeof p.cursor !== 'string' && typeof p.from !== 'number')) {
+    throw invalid(path, 'bad position');
+  }
+  if (typeof s.seq !== 'number' || !Array.isArray(s.dedupe) || !s.dedupe.every((x) => typeof x === 'string')) throw invalid(path, 'bad seq or dedupe');
+  if (typeof s.inflight !== 'object' || s.inflight === null) throw invalid(path, 'bad inflight');
+  if (typeof s.totals !== 'object' || s.totals === null) throw invalid(path, 'bad totals');
+  return s as CheckpointState;
+}
+
+/** Reads the state file. Undefined if it does not exist; StateError if it is corrupt. */
+export async function loadState(path: string): Promise<CheckpointState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StateError(`cannot read state file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw invalid(path, text.length === 0 ? 'empty file' : 'not valid JSON, perhaps truncated');
+  }
+  return checkState(path, json);
+}
+
+/** Writes the state atomically: a reader sees the old file or the new one, never a mix. */
+export async function saveState(path: string, state: CheckpointState): Promise<void> {
+  state.updatedAt = new Date().toISOString();
+  const tmp = `${path}.${process.pid}.tmp`;
+  await mkdir(dirname(resolve(path)), { recursive: true });
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(state));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const dir = await open(dirname(resolve(path)), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes `<state>.lock`. A lock whose process is gone (killed with SIGKILL) is taken over.
+ * Returns the release function.
+ */
+export function acquireLock(statePath: string): () => void {
+  const lockPath = `${statePath}.lock`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(lockPath, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        try {
+          if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(lockPath);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new StateError(`cannot create lock file ${lockPath}: its directory does not exist`);
+      }
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateError(`cannot create lock file ${lockPath}: ${(err as Error).message}`);
+      let holder = NaN;
+      try {
+        holder = Number(readFileSync(lockPath, 'utf8').trim());
+      } catch {
+        // vanished between open and read: try again
+      }
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
+        throw new StateError(`state ${statePath} is in use by another process (pid ${holder}); two runs on one state would write duplicates`);
+      }
+      try {
+        unlinkSync(lockPath); // stale: its process is gone
+      } catch {
+        // someone else removed it
+      }
+    }
+  }
+  throw new StateError(`could not take the lock ${lockPath}`);
+}
+
+export interface StateJournalOptions {
+  path: string;
+  prefix: string;
+  quarantinePrefix: string;
+  /** The dedupe stage's window; commits save its snapshot. */
+  window?: DedupeWindow;
+}
+
+/** The SinkJournal backed by the state file. */
+export class StateJournal implements SinkJournal {
+  readonly state: CheckpointState;
+  readonly #opts: StateJournalOptions;
+  readonly #pending: Partial<Record<ObjectKind, string>>;
+  /** Commits and reservations since this journal was made. */
+  readonly session = { events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
+
+  constructor(state: CheckpointState, options: StateJournalOptions) {
+    this.state = state;
+    this.#opts = options;
+    this.#pending = { ...state.inflight };
+  }
+
+  pendingKeys(): Partial<Record<ObjectKind, string>> {
+    return { ...this.#pending };
+  }
+
+  async reserve(kind: ObjectKind, hour: number): Promise<string> {
+    const s = this.state;
+    s.seq++;
+    const prefix = kind === 'events' ? this.#opts.prefix : this.#opts.quarantinePrefix;
+    const key = `${prefix}${hourPath(hour)}/${s.stateId}-${String(s.seq).padStart(10, '0')}.json.zst`;
+    s.inflight[kind] = key;
+    await saveState(this.#opts.path, s);
+    return key;
+  }
+
+  async commit(c: EpochCommit): Promise<void> {
+    const s = this.state;
+    s.position = c.position;
+    if (c.lastProcessedAt !== undefined && (s.lastProcessedAt === undefined || c.lastProcessedAt > s.lastProcessedAt)) {
+      s.lastProcessedAt = c.lastProcessedAt;
+    }
+    const w = this.#opts.window;
+    if (w !== undefined && c.dedupeMark !== undefined) {
+      w.commit(c.dedupeMark);
+      s.dedupe = w.snapshot(c.dedupeMark);
+    }
+    for (const kind of ['events', 'quarantine'] as const) {
+      if (s.inflight[kind] !== undefined && c.keys.includes(s.inflight[kind])) delete s.inflight[kind];
+    }
+    s.totals.events += c.events;
+    s.totals.quarantined += c.quarantined;
+    s.totals.duplicates += c.duplicates;
+    s.totals.objects += c.keys.length;
+    this.session.events += c.events;
+    this.session.quarantined += c.quarantined;
+    this.session.duplicates += c.duplicates;
+    this.session.objects += c.keys.length;
+    this.session.keys.push(...c.keys);
+    await saveState(this.#opts.path, s);
+  }
+}
+
+/** Removes a state file and its lock (tests and the demo). */
+export async function removeState(path: string): Promise<void> {
+  await rm(path, { force: true });
+  await rm(`${path}.lock`, { force: true });
+}

@@ -1,0 +1,266 @@
+/**
+ * The only place stages are wired.
+ *
+ *   atlassian-events ──Batch──▶ validate ──Batch──▶ normalize-time ──Batch──▶ dedupe ──Batch──▶ object-sink
+ *   (Readable, hwm 1)      (Transform, hwm 1+1)   (Transform, hwm 1+1)    (Transform, hwm 1+1)  (Writable, hwm 1)
+ *                                                                                  │                 │
+ *                                                              DedupeWindow ◀──────┘      StateJournal (checkpoint file)
+ *
+ * Every edge carries Batches of at most one API page (≤ 500 records), so at most ~8 pages are
+ * in the stream buffers at once. Backpressure runs from the store (S3 upload queue, or disk)
+ * through zstd back to the source, which requests the next page only when pulled.
+ *
+ * Errors: `stream/promises` pipeline, first error wins, every stage destroyed; the sink aborts its
+ * uploads and nothing is committed past the last complete objects. In follow mode a non-fatal
+ * failure (API down for longer than the retries, S3 unreachable) rebuilds the pipeline from the
+ * checkpoint after a pause; 401/403/404, configuration and state errors end the run.
+ * Cancellation: `signal` stops gracefully (objects in flight are completed and committed);
+ * `abortSignal` tears everything down at once (uploads aborted, checkpoint left as it was).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Dispatcher } from 'undici';
+import { acquireLock, loadState, newState, saveState, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
+import { systemClock, type Clock } from './clock.js';
+import { AbortError, ApiError, ConfigError, describeError, PipelineError, SinkError, StateError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import type { PipelineMetrics } from './metrics.js';
+import { createAtlassianEventsSource } from './sources/atlassian-events.js';
+import { createLocalDirSink } from './sinks/local-dir.js';
+import { createS3Client, createS3Sink } from './sinks/s3.js';
+import type { ObjectSink } from './sinks/object-sink.js';
+import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
+import { createNormalizeTime } from './transforms/normalize-time.js';
+import { createValidate } from './transforms/validate.js';
+import type { Position } from './types.js';
+
+export type OutputOptions =
+  | {
+      kind: 's3';
+      bucket: string;
+      /** S3-compatible endpoint. Default: AWS. */
+      endpoint?: string;
+      forcePathStyle?: boolean;
+      region?: string;
+      /** Multipart part size. Default 5 MiB. */
+      partSize?: number;
+      /** Parts in flight per object. Default 4. */
+      queueSize?: number;
+    }
+  | { kind: 'local'; dir: string };
+
+export interface PipelineOptions {
+  orgId: string;
+  apiKey: string;
+  /** Default `https://api.atlassian.com`. */
+  apiUrl?: string;
+  /** Epoch ms to start from on the first run (no state yet). Default: 180 days ago (the retention). */
+  from?: number;
+  /** Keep polling (true) or stop once caught up (false, `--once`). Default false. */
+  follow?: boolean;
+  /** Poll interval when following. Default 300,000 (5 minutes). */
+  intervalMs?: number;
+  /** Checkpoint file. */
+  statePath: string;
+  /** Event key prefix. Default `atlassian/audit/`. */
+  prefix?: string;
+  /** Quarantine key prefix. Default `atlassian/quarantine/`. */
+  quarantinePrefix?: string;
+  output: OutputOptions;
+  /** zstd level 1–19. Default 3. */
+  zstdLevel?: number;
+  /** Close objects at this compressed size. Default 32 MiB. */
+  maxObjectBytes?: number;
+  /** Close objects at this age. Default 300,000 (5 minutes). */
+  maxObjectAgeMs?: number;
+  /** Ids kept for dedupe after commit. Default 100,000. */
+  dedupeWindow?: number;
+  /** API page size. Default 500. */
+  pageSize?: number;
+  /** Per-request timeout. Default 30,000. */
+  requestTimeoutMs?: number;
+  /** Retries of a failing page. Default 8. */
+  maxRetries?: number;
+  /** Backoff base/cap for API retries. Defaults 500 / 60,000 ms. */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  /** Pause before rebuilding the pipeline after a non-fatal failure in follow mode. Default 30,000. */
+  restartDelayMs?: number;
+  /** Stop gracefully: finish objects in flight, save the checkpoint, resolve. */
+  signal?: AbortSignal;
+  /** Stop at once: abort uploads, keep the last checkpoint, reject with AbortError. */
+  abortSignal?: AbortSignal;
+}
+
+export interface PipelineDeps {
+  dispatcher?: Dispatcher;
+  s3Client?: S3Client;
+  clock?: Clock;
+  random?: () => number;
+  logger?: Logger;
+  metrics?: PipelineMetrics;
+}
+
+export interface PipelineResult {
+  events: number;
+  quarantined: number;
+  duplicates: number;
+  objects: number;
+  keys: string[];
+  position: Position;
+  statePath: string;
+  where: string;
+  stopped: boolean;
+}
+
+export const DEFAULT_PREFIX = 'atlassian/audit/';
+export const DEFAULT_QUARANTINE_PREFIX = 'atlassian/quarantine/';
+export const RETENTION_MS = 180 * 24 * 3_600_000;
+
+function checkPrefixes(prefix: string, quarantinePrefix: string): void {
+  for (const [name, p] of [['--prefix', prefix], ['--quarantine-prefix', quarantinePrefix]] as const) {
+    if (p.length === 0 || !p.endsWith('/') || p.startsWith('/') || p.includes('//') || p.split('/').some((s) => s === '.' || s === '..')) {
+      throw new ConfigError(`${name} must be a non-empty relative key prefix ending in "/" (got ${JSON.stringify(p)})`);
+    }
+  }
+  // An indexer reads everything under the events prefix: nothing else may live there.
+  if (prefix.startsWith(quarantinePrefix) || quarantinePrefix.startsWith(prefix)) {
+    throw new ConfigError(`--prefix ${prefix} and --quarantine-prefix ${quarantinePrefix} must not contain one another`);
+  }
+}
+
+/** Errors a restart cannot fix. */
+function isFatal(err: unknown): boolean {
+  if (!(err instanceof PipelineError)) return false;
+  return !(err instanceof ApiError || err instanceof SinkError);
+}
+
+/** Runs the collector: once until caught up, or following until `signal`. */
+export async function runPipeline(options: PipelineOptions, deps: PipelineDeps = {}): Promise<PipelineResult> {
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const quarantinePrefix = options.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX;
+  checkPrefixes(prefix, quarantinePrefix);
+  if (options.orgId.trim() === '') throw new ConfigError('--org-id is required');
+  if (options.apiKey.trim() === '') throw new ConfigError('ATLASSIAN_API_KEY is required');
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? silentLogger;
+  const statePath = resolve(options.statePath);
+  try {
+    mkdirSync(dirname(statePath), { recursive: true });
+  } catch (err) {
+    throw new StateError(`cannot create the directory of ${statePath}: ${(err as Error).message}`);
+  }
+  const release = acquireLock(statePath);
+  const startedAt = new Date(clock.now()).toISOString();
+  let state: CheckpointState | undefined;
+  let journal: StateJournal | undefined;
+  const ownsClient = options.output.kind === 's3' && deps.s3Client === undefined;
+  const s3 = options.output.kind === 's3'
+    ? deps.s3Client ?? createS3Client({ endpoint: options.output.endpoint, forcePathStyle: options.output.forcePathStyle, region: options.output.region })
+    : undefined;
+  const totals = { events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
+  let outcome: RunSummary['outcome'] = 'error';
+  let failure: unknown;
+  try {
+    state = await loadState(statePath);
+    if (state === undefined) {
+      state = newState(options.orgId, options.from ?? clock.now() - RETENTION_MS);
+      logger.info('no state yet: starting a new collection', { from: new Date(state.position.from!).toISOString(), state: statePath });
+    } else {
+      if (state.orgId !== options.orgId) {
+        throw new StateError(`state file ${statePath} belongs to org ${state.orgId}, not ${options.orgId}: use another --state per organization`);
+      }
+      if (options.from !== undefined) logger.info('state exists: continuing from its checkpoint; --from applies only to the first run');
+    }
+    await saveState(statePath, state);
+    for (let attempt = 0; ; attempt++) {
+      if (options.abortSignal?.aborted) throw new AbortError();
+      const dedupeWindow: DedupeWindow = new DedupeWindow(options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW, state.dedupe);
+      journal = new StateJournal(state, { path: statePath, prefix, quarantinePrefix, window: dedupeWindow });
+      const source = createAtlassianEventsSource(
+        {
+          apiUrl: options.apiUrl,
+          orgId: options.orgId,
+          apiKey: options.apiKey,
+          start: state.position,
+          lastProcessedAt: state.lastProcessedAt,
+          pageSize: options.pageSize,
+          follow: options.follow,
+          intervalMs: options.intervalMs,
+          requestTimeoutMs: options.requestTimeoutMs,
+          maxRetries: options.maxRetries,
+          backoffBaseMs: options.backoffBaseMs,
+          backoffCapMs: options.backoffCapMs,
+          signal: options.signal,
+        },
+        { dispatcher: deps.dispatcher, clock, random: deps.random, logger, metrics: deps.metrics },
+      );
+      const sinkOptions = {
+        prefix,
+        quarantinePrefix,
+        zstdLevel: options.zstdLevel,
+        maxObjectBytes: options.maxObjectBytes,
+        maxObjectAgeMs: options.maxObjectAgeMs,
+      };
+      const sinkDeps = { journal, clock, logger, metrics: deps.metrics };
+      const sink: ObjectSink = options.output.kind === 's3'
+        ? createS3Sink({ ...sinkOptions, bucket: options.output.bucket, partSize: options.output.partSize, queueSize: options.output.queueSize }, { ...sinkDeps, client: s3! })
+        : createLocalDirSink({ ...sinkOptions, dir: options.output.dir }, sinkDeps);
+      try {
+        await pipeline(source, createValidate(), createNormalizeTime(), createDedupe({ window: dedupeWindow }), sink, options.abortSignal === undefined ? {} : { signal: options.abortSignal });
+        addTotals(totals, journal);
+        break;
+      } catch (err) {
+        addTotals(totals, journal);
+        state = journal.state;
+        if (options.abortSignal?.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
+        if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
+        const delay = options.restartDelayMs ?? 30_000;
+        deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as PipelineError).code ?? 'unknown' });
+        logger.error('the pipeline failed; restarting from the checkpoint', { error: describeError(err), restartInMs: delay, attempt: attempt + 1 });
+        await clock.sleep(delay, options.signal);
+        if (options.signal?.aborted) break;
+      }
+    }
+    outcome = options.signal?.aborted ? 'stopped' : 'ok';
+    return {
+      ...totals,
+      position: state.position,
+      statePath,
+      where: options.output.kind === 's3' ? `s3://${options.output.bucket}/${prefix}` : resolve(options.output.dir, prefix),
+      stopped: options.signal?.aborted === true,
+    };
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    if (state !== undefined) {
+      state.lastRun = {
+        startedAt,
+        finishedAt: new Date(clock.now()).toISOString(),
+        outcome,
+        events: totals.events,
+        quarantined: totals.quarantined,
+        duplicates: totals.duplicates,
+        objects: totals.objects,
+        ...(failure === undefined ? {} : { error: describeError(failure) }),
+      };
+      await saveState(statePath, state).catch((err: unknown) => logger.error('could not save the run summary', { error: describeError(err) }));
+    }
+    if (ownsClient) s3?.destroy();
+    release();
+  }
+}
+
+function addTotals(totals: { events: number; quarantined: number; duplicates: number; objects: number; keys: string[] }, journal: StateJournal): void {
+  const s = journal.session;
+  totals.events += s.events;
+  totals.quarantined += s.quarantined;
+  totals.duplicates += s.duplicates;
+  totals.objects += s.objects;
+  totals.keys.push(...s.keys);
+  s.events = s.quarantined = s.duplicates = s.objects = 0;
+  s.keys = [];
+}

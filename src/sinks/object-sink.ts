@@ -1,0 +1,420 @@
+/**
+ * object-sink: the Writable end of the pipeline. Batches → JSON lines → zstd → an ObjectStore
+ * (S3 multipart uploads, or files in a local directory).
+ *
+ * In: Batch (validated, normalised, deduplicated). Events go to an object under `prefix`,
+ *     quarantine records to an object under `quarantinePrefix`, both named
+ *     `<prefix>YYYY/MM/DD/HH/<name>.json.zst` for the batch's UTC hour of processedAt.
+ * Objects: an "epoch" is the set of objects (one per kind, opened lazily) being written now.
+ *     It closes when the events object reaches `maxObjectBytes` compressed, when it is
+ *     `maxObjectAgeMs` old, when a batch of another hour arrives, or at end of input.
+ *     Closing waits for every object of the epoch to be complete, then calls `journal.commit`
+ *     with the position after the epoch's last batch: the checkpoint never runs ahead of S3.
+ * Exactly once: `journal.reserve` records each key before its upload starts. After a crash the
+ *     journal hands the same keys to the first epoch again, so the replayed events overwrite the
+ *     object they may already be in, rather than land in a second one.
+ * Memory: one batch in hand, the zstd pipe buffers, and the store's buffers (for S3:
+ *     partSize × queueSize per open upload).
+ * Backpressure: `_write` calls back only when the compressor accepted the batch; the compressor
+ *     stalls when the store stops reading, so a slow upload stops the source.
+ * Errors/destroy: any write or upload error aborts every open upload (including the server-side
+ *     multipart upload) and fails the stream with SinkError; nothing is committed.
+ */
+import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
+import { compress } from 'simple-zstd';
+import { systemClock, type Clock } from '../clock.js';
+import { describeError, SinkError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { PipelineMetrics } from '../metrics.js';
+import { hourPath } from '../time.js';
+import type { Batch, Position } from '../types.js';
+
+export type ObjectKind = 'events' | 'quarantine';
+
+/** One object being written. The sink writes compressed bytes to `body` and ends it. */
+export interface ObjectUpload {
+  readonly body: NodeJS.WritableStream & Writable;
+  /** Resolves when the object exists in full; rejects if it never will. */
+  readonly done: Promise<void>;
+  /** Stops the upload and removes every trace of it (e.g. the S3 multipart upload). */
+  abort(): Promise<void>;
+}
+
+/** Where objects go. */
+export interface ObjectStore {
+  open(key: string, kind: ObjectKind): ObjectUpload;
+  /** Removes incomplete uploads left for `key` by an earlier process. */
+  abortIncomplete(key: string): Promise<void>;
+  /** For logs and summaries: `s3://bucket/key` or a path. */
+  describe(key: string): string;
+}
+
+/** What the sink tells the checkpoint. */
+export interface EpochCommit {
+  position: Position;
+  lastProcessedAt: string | undefined;
+  /** DedupeWindow mark after the epoch's last batch, if a dedupe stage stamped the batches. */
+  dedupeMark: number | undefined;
+  events: number;
+  quarantined: number;
+  duplicates: number;
+  /** Keys of the objects completed in this epoch. */
+  keys: string[];
+}
+
+/** The checkpoint side of the sink. Without one, the sink names objects itself and commits nothing. */
+export interface SinkJournal {
+  /** Picks the key for a new object and records it durably before any byte is uploaded. */
+  reserve(kind: ObjectKind, hour: number): Promise<string>;
+  /** Keys reserved by a crashed run that the first epoch must rewrite (possibly empty). */
+  pendingKeys(): Partial<Record<ObjectKind, string>>;
+  /** Everything up to `commit.position` is in complete objects. */
+  commit(commit: EpochCommit): Promise<void>;
+}
+
+export interface ObjectSinkOptions {
+  /** Key prefix for event objects, e.g. `atlassian/audit/`. Only event objects go under it. */
+  prefix: string;
+  /** Key prefix for quarantine objects. Must not overlap `prefix`. */
+  quarantinePrefix: string;
+  /** zstd level, 1–19. Default 3. */
+  zstdLevel?: number;
+  /** Close an object once this many compressed bytes were written. Default 32 MiB. */
+  maxObjectBytes?: number;
+  /** Close an object this long after it was opened. Default 300,000 (5 minutes). */
+  maxObjectAgeMs?: number;
+  /** Batches buffered before the sink. Default 1. */
+  highWaterMark?: number;
+}
+
+export interface ObjectSinkDeps {
+  store: ObjectStore;
+  journal?: SinkJournal;
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: PipelineMetrics;
+}
+
+/** Counts compressed bytes on their way to the store. */
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null, d?: Buffer) => void): void {
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+interface OpenObject {
+  kind: ObjectKind;
+  key: string;
+  zstd: Duplex;
+  counter: ByteCounter;
+  upload: ObjectUpload;
+  /** Settles when bytes stopped flowing and the store says the object is complete. */
+  complete: Promise<void>;
+  rawBytes: number;
+  records: number;
+}
+
+/** What a commit needs: the position and counts of the batches since the last commit. */
+interface Tally {
+  position: Position | undefined;
+  lastProcessedAt: string | undefined;
+  dedupeMark: number | undefined;
+  events: number;
+  quarantined: number;
+  duplicates: number;
+}
+
+interface Epoch extends Tally {
+  hour: number;
+  openedAt: number;
+  objects: Partial<Record<ObjectKind, OpenObject>>;
+}
+
+function serialize(records: readonly unknown[]): string {
+  let out = '';
+  for (let i = 0; i < records.length; i++) out += `${JSON.stringify(records[i])}\n`;
+  return out;
+}
+
+export class ObjectSink extends Writable {
+  readonly #prefix: string;
+  readonly #quarantinePrefix: string;
+  readonly #level: number;
+  readonly #maxBytes: number;
+  readonly #maxAgeMs: number;
+  readonly #store: ObjectStore;
+  readonly #journal: SinkJournal | undefined;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #metrics: PipelineMetrics | undefined;
+  readonly #runId = randomBytes(4).toString('hex');
+  #seq = 0;
+  #epoch: Epoch | undefined;
+  /** Position/commit data of batches that arrived while no epoch was open. */
+  #idle: Tally | undefined;
+  /**
+   * Keys a crashed run reserved. The next object of each kind reuses its key, overwriting what
+   * the crashed run may have completed there with the same events replayed from the checkpoint.
+   */
+  #redo: Partial<Record<ObjectKind, string>>;
+  /** Serialises writes, age-triggered closes and the final flush. */
+  #queue: Promise<void> = Promise.resolve();
+  #ageTimer: NodeJS.Timeout | undefined;
+  /** Totals over the sink's life, in complete objects. */
+  readonly totals = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
+
+  constructor(options: ObjectSinkOptions, deps: ObjectSinkDeps) {
+    super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
+    this.#prefix = options.prefix;
+    this.#quarantinePrefix = options.quarantinePrefix;
+    this.#level = options.zstdLevel ?? 3;
+    if (!Number.isInteger(this.#level) || this.#level < 1 || this.#level > 19) throw new RangeError('zstd level must be 1–19');
+    this.#maxBytes = options.maxObjectBytes ?? 32 * 1024 * 1024;
+    this.#maxAgeMs = options.maxObjectAgeMs ?? 300_000;
+    this.#store = deps.store;
+    this.#journal = deps.journal;
+    this.#clock = deps.clock ?? systemClock;
+    this.#logger = deps.logger ?? silentLogger;
+    this.#metrics = deps.metrics;
+    this.#redo = { ...(deps.journal?.pendingKeys() ?? {}) };
+  }
+
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(fn);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  override _write(batch: Batch, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.#serial(() => this.#handle(batch)).then(() => cb(), (err: unknown) => cb(this.#wrap(err)));
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.#serial(async () => {
+      await this.#close('end');
+      await this.#commitIdle();
+    }).then(() => cb(), (err: unknown) => cb(this.#wrap(err)));
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    clearTimeout(this.#ageTimer);
+    const epoch = this.#epoch;
+    this.#epoch = undefined;
+    if (epoch === undefined) return cb(err);
+    this.#abortEpoch(epoch).then(() => cb(err), () => cb(err));
+  }
+
+  #wrap(err: unknown): Error {
+    return err instanceof SinkError ? err : new SinkError(`writing objects failed: ${describeError(err)}`, { cause: err });
+  }
+
+  async #handle(batch: Batch): Promise<void> {
+    const hasContent = batch.events.length > 0 || batch.quarantined.length > 0;
+    let epoch = this.#epoch;
+    if (epoch !== undefined && hasContent && (batch.hour !== epoch.hour || this.#expired(epoch))) {
+      await this.#close(batch.hour !== epoch.hour ? 'hour' : 'age');
+      epoch = undefined;
+    }
+    if (!hasContent) {
+      // Only the position moved (or every record was a duplicate): ride along with the open
+      // epoch, or remember it for the next commit.
+      this.#note(epoch ?? this.#idleState(), batch);
+      if (epoch === undefined) await this.#commitIdle();
+      return;
+    }
+    epoch ??= this.#open(batch.hour);
+    if (batch.events.length > 0) {
+      const obj = epoch.objects.events ?? (await this.#openObject(epoch, 'events'));
+      await this.#writeTo(obj, batch.events);
+      epoch.events += batch.events.length;
+    }
+    if (batch.quarantined.length > 0) {
+      const obj = epoch.objects.quarantine ?? (await this.#openObject(epoch, 'quarantine'));
+      await this.#writeTo(obj, batch.quarantined);
+      epoch.quarantined += batch.quarantined.length;
+    }
+    this.#note(epoch, batch);
+    const events = epoch.objects.events;
+    if (events !== undefined && events.counter.bytes >= this.#maxBytes) await this.#close('size');
+  }
+
+  #idleState(): Tally {
+    this.#idle ??= { position: undefined, lastProcessedAt: undefined, dedupeMark: undefined, events: 0, quarantined: 0, duplicates: 0 };
+    return this.#idle;
+  }
+
+  #note(target: Tally, batch: Batch): void {
+    target.position = batch.position;
+    if (batch.lastProcessedAt !== undefined) target.lastProcessedAt = batch.lastProcessedAt;
+    if (batch.dedupeMark !== undefined) target.dedupeMark = batch.dedupeMark;
+    target.duplicates += batch.duplicates ?? 0;
+  }
+
+  #expired(epoch: Epoch): boolean {
+    return this.#clock.now() - epoch.openedAt >= this.#maxAgeMs;
+  }
+
+  #open(hour: number): Epoch {
+    const idle = this.#idle;
+    this.#idle = undefined;
+    const epoch: Epoch = {
+      hour,
+      openedAt: this.#clock.now(),
+      objects: {},
+      position: idle?.position,
+      lastProcessedAt: idle?.lastProcessedAt,
+      dedupeMark: idle?.dedupeMark,
+      events: 0,
+      quarantined: 0,
+      duplicates: idle?.duplicates ?? 0,
+    };
+    this.#epoch = epoch;
+    // Close on age even when no more batches arrive (a quiet log between polls).
+    this.#ageTimer = setTimeout(() => {
+      this.#serial(async () => {
+        if (this.#epoch === epoch) await this.#close('age');
+      }).catch((err: unknown) => this.destroy(this.#wrap(err)));
+    }, this.#maxAgeMs);
+    this.#ageTimer.unref();
+    return epoch;
+  }
+
+  async #key(kind: ObjectKind, hour: number): Promise<string> {
+    if (this.#journal !== undefined) return this.#journal.reserve(kind, hour);
+    const prefix = kind === 'events' ? this.#prefix : this.#quarantinePrefix;
+    this.#seq++;
+    return `${prefix}${hourPath(hour)}/${this.#runId}-${String(this.#seq).padStart(6, '0')}.json.zst`;
+  }
+
+  async #openObject(epoch: Epoch, kind: ObjectKind): Promise<OpenObject> {
+    let key = this.#redo[kind];
+    if (key !== undefined) {
+      delete this.#redo[kind];
+      // An earlier process may have left a multipart upload for this key: remove it first.
+      await this.#store.abortIncomplete(key);
+    } else {
+      key = await this.#key(kind, epoch.hour);
+    }
+    const zstd = await compress(this.#level);
+    const counter = new ByteCounter();
+    const upload = this.#store.open(key, kind);
+    const flowing = pipeline(zstd, counter, upload.body);
+    // Both must succeed; if either fails, the other is torn down by #abortEpoch.
+    const complete = Promise.all([flowing, upload.done]).then(() => undefined);
+    complete.catch(() => {}); // observed in #close / #abortEpoch
+    const obj: OpenObject = { kind, key, zstd, counter, upload, complete, rawBytes: 0, records: 0 };
+    epoch.objects[kind] = obj;
+    this.#logger.debug('object opened', { kind, key });
+    return obj;
+  }
+
+  async #writeTo(obj: OpenObject, records: readonly unknown[]): Promise<void> {
+    const text = serialize(records);
+    obj.rawBytes += Buffer.byteLength(text);
+    obj.records += records.length;
+    if (!obj.zstd.write(text)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => { obj.zstd.off('error', onError); resolve(); };
+        const onError = (e: Error): void => { obj.zstd.off('drain', onDrain); reject(e); };
+        obj.zstd.once('drain', onDrain);
+        obj.zstd.once('error', onError);
+        // The upload may fail while we wait for the compressor to drain.
+        obj.complete.catch(reject);
+      });
+    }
+  }
+
+  /** Completes every object of the open epoch, then commits. */
+  async #close(reason: 'size' | 'age' | 'hour' | 'end'): Promise<void> {
+    clearTimeout(this.#ageTimer);
+    const epoch = this.#epoch;
+    if (epoch === undefined) return;
+    const objects = Object.values(epoch.objects);
+    try {
+      for (const obj of objects) obj.zstd.end();
+      await Promise.all(objects.map((o) => o.complete));
+    } catch (err) {
+      this.#epoch = undefined;
+      await this.#abortEpoch(epoch);
+      throw err;
+    }
+    this.#epoch = undefined;
+    const m = this.#metrics;
+    for (const obj of objects) {
+      m?.objectsWritten.inc({ kind: obj.kind });
+      m?.bytesCompressed.inc({ kind: obj.kind }, obj.counter.bytes);
+      m?.bytesUncompressed.inc({ kind: obj.kind }, obj.rawBytes);
+      m?.uploadSeconds.observe((this.#clock.now() - epoch.openedAt) / 1000);
+      this.totals.bytes += obj.counter.bytes;
+      this.#logger.info('object complete', { kind: obj.kind, object: this.#store.describe(obj.key), records: obj.records, bytes: obj.counter.bytes, reason });
+    }
+    m?.eventsWritten.inc(epoch.events);
+    m?.eventsQuarantined.inc(epoch.quarantined);
+    m?.eventsDuplicate.inc(epoch.duplicates);
+    if (epoch.lastProcessedAt !== undefined) {
+      const t = Date.parse(epoch.lastProcessedAt);
+      if (Number.isFinite(t)) m?.newestProcessedAt.set(t / 1000);
+    }
+    this.totals.events += epoch.events;
+    this.totals.quarantined += epoch.quarantined;
+    this.totals.duplicates += epoch.duplicates;
+    this.totals.objects += objects.length;
+    this.totals.keys.push(...objects.map((o) => o.key));
+    await this.#commit(epoch, objects.map((o) => o.key));
+  }
+
+  async #commitIdle(): Promise<void> {
+    const idle = this.#idle;
+    if (idle?.position === undefined) return;
+    this.#idle = undefined;
+    this.#metrics?.eventsDuplicate.inc(idle.duplicates);
+    this.totals.duplicates += idle.duplicates;
+    await this.#commit(idle, []);
+  }
+
+  async #commit(state: Tally, keys: string[]): Promise<void> {
+    if (this.#journal === undefined || state.position === undefined) return;
+    await this.#journal.commit({
+      position: state.position,
+      lastProcessedAt: state.lastProcessedAt,
+      dedupeMark: state.dedupeMark,
+      events: state.events,
+      quarantined: state.quarantined,
+      duplicates: state.duplicates,
+      keys,
+    });
+  }
+
+  async #abortEpoch(epoch: Epoch): Promise<void> {
+    clearTimeout(this.#ageTimer);
+    const objects = Object.values(epoch.objects);
+    await Promise.all(
+      objects.map(async (obj) => {
+        obj.zstd.destroy();
+        try {
+          await obj.upload.abort();
+          this.#metrics?.uploadAborts.inc();
+          this.#logger.warn('object upload aborted', { kind: obj.kind, object: this.#store.describe(obj.key) });
+        } catch (err) {
+          this.#logger.error('could not abort an object upload; the next run removes it', {
+            object: this.#store.describe(obj.key),
+            error: describeError(err),
+          });
+        }
+      }),
+    );
+  }
+}
+
+export function createObjectSink(options: ObjectSinkOptions, deps: ObjectSinkDeps): ObjectSink {
+  return new ObjectSink(options, deps);
+}
+
+/** A PassThrough sized for compressed bytes on their way to a store. */
+export function createBody(): PassThrough {
+  return new PassThrough({ highWaterMark: 256 * 1024 });
+}

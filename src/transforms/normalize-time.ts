@@ -1,0 +1,57 @@
+/**
+ * normalize-time: rewrites `attributes.time` as the same instant in `YYYY-MM-DDTHH:mm:ss.sssZ`
+ * (UTC, milliseconds, sub-millisecond digits truncated). Every other field is left as received.
+ *
+ * In/out: Batch. Events are rewritten in place (the pipeline owns them after parsing).
+ * Memory: none beyond the batch in hand. Backpressure: a plain Transform.
+ * Errors: an event whose time cannot be parsed (possible only when the stage is used without
+ * validate in front) moves to `quarantined` with a reason; nothing is thrown or dropped.
+ */
+import { Transform } from 'node:stream';
+import { formatCanonical, isCanonical, parseRfc3339 } from '../time.js';
+import type { Batch } from '../types.js';
+
+export interface NormalizeTimeOptions {
+  /** Batches buffered on each side of the stage. Default 1. */
+  highWaterMark?: number;
+}
+
+/** The canonical form of an RFC 3339 string, or undefined if it is not one. */
+export function normalizeTime(value: string): string | undefined {
+  if (isCanonical(value)) return value;
+  const ms = parseRfc3339(value);
+  return ms === undefined ? undefined : formatCanonical(ms);
+}
+
+/** Normalises every event of the batch in place. Returns the batch. */
+export function normalizeBatch(batch: Batch): Batch {
+  const { events } = batch;
+  let kept = 0;
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!;
+    const attrs = event.attributes as Record<string, unknown> | undefined;
+    const time = attrs?.['time'];
+    const canonical = typeof time === 'string' ? normalizeTime(time) : undefined;
+    if (canonical === undefined) {
+      batch.quarantined.push({ reason: 'attributes.time: not RFC 3339', record: event });
+      continue;
+    }
+    if (canonical !== time) attrs!['time'] = canonical;
+    events[kept++] = event;
+  }
+  events.length = kept;
+  return batch;
+}
+
+/** The normalize-time stage as a Transform of Batches. */
+export function createNormalizeTime(options: NormalizeTimeOptions = {}): Transform {
+  const hwm = options.highWaterMark ?? 1;
+  return new Transform({
+    objectMode: true,
+    readableHighWaterMark: hwm,
+    writableHighWaterMark: hwm,
+    transform(batch: Batch, _enc, cb) {
+      cb(null, normalizeBatch(batch));
+    },
+  });
+}

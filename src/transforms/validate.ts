@@ -1,0 +1,156 @@
+/**
+ * validate: checks each record against Panther's `Atlassian.Audit` schema.
+ *
+ * In:  Batch with `records` (raw JSON values, as parsed from the page).
+ * Out: the same Batch with `records` emptied into `events` (valid, unchanged) and `quarantined`
+ *      (`{reason, record}` with the record exactly as received). Nothing is dropped.
+ * Memory: none beyond the batch in hand (objectMode, highWaterMark 1 on each side by default).
+ * Backpressure: a plain Transform; it holds at most one batch when downstream is slow.
+ * Errors: none from records; a bad record is quarantined, never thrown.
+ *
+ * The schema: `type`, `id`, `attributes`, `links` are required; `attributes.time` is an RFC 3339
+ * string. Optional fields are checked for the types the schema names when present and not null
+ * (the API sends `null` and `{}` for absent optional objects). Unknown keys are kept as received.
+ */
+import { Transform } from 'node:stream';
+import { parseRfc3339 } from '../time.js';
+import type { AuditEvent, Batch, QuarantineRecord } from '../types.js';
+
+export interface ValidateOptions {
+  /** Longest `id` accepted, in characters. Bounds the dedupe window's memory. Default 256. */
+  maxIdLength?: number;
+  /** Batches buffered on each side of the stage. Default 1. */
+  highWaterMark?: number;
+}
+
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Reason for an optional field of the wrong type, or undefined. `null` counts as absent. */
+function optString(obj: Record<string, unknown>, key: string, path: string): string | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null || typeof v === 'string') return undefined;
+  return `${path}.${key}: expected string, got ${kind(v)}`;
+}
+
+function optObject(obj: Record<string, unknown>, key: string, path: string): string | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null || isObject(v)) return undefined;
+  return `${path}.${key}: expected object, got ${kind(v)}`;
+}
+
+function checkLinks(obj: Record<string, unknown>, path: string): string | undefined {
+  const links = obj['links'];
+  if (!isObject(links)) return optObject(obj, 'links', path);
+  return optString(links, 'self', `${path}.links`) ?? optString(links, 'alt', `${path}.links`);
+}
+
+function checkRefs(attrs: Record<string, unknown>, key: 'context' | 'container'): string | undefined {
+  const v = attrs[key];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) return `attributes.${key}: expected array, got ${kind(v)}`;
+  for (let i = 0; i < v.length; i++) {
+    const item: unknown = v[i];
+    const path = `attributes.${key}[${i}]`;
+    if (!isObject(item)) return `${path}: expected object, got ${kind(item)}`;
+    const r = optString(item, 'id', path) ?? optString(item, 'type', path) ?? checkLinks(item, path);
+    if (r !== undefined) return r;
+  }
+  return undefined;
+}
+
+/**
+ * Returns why `record` is not a valid audit event, or `undefined` when it is.
+ * The reason names the field path first: `attributes.time: not RFC 3339`.
+ */
+export function validateRecord(record: unknown, maxIdLength = 256): string | undefined {
+  if (!isObject(record)) return `record: expected object, got ${kind(record)}`;
+  const id = record['id'];
+  if (id === undefined || id === null) return 'id: missing';
+  if (typeof id !== 'string') return `id: expected string, got ${kind(id)}`;
+  if (id.length === 0) return 'id: empty';
+  if (id.length > maxIdLength) return `id: longer than ${maxIdLength} characters`;
+  const type = record['type'];
+  if (type === undefined || type === null) return 'type: missing';
+  if (typeof type !== 'string') return `type: expected string, got ${kind(type)}`;
+  const attrs = record['attributes'];
+  if (attrs === undefined || attrs === null) return 'attributes: missing';
+  if (!isObject(attrs)) return `attributes: expected object, got ${kind(attrs)}`;
+  const links = record['links'];
+  if (links === undefined || links === null) return 'links: missing';
+  if (!isObject(links)) return `links: expected object, got ${kind(links)}`;
+
+  const time = attrs['time'];
+  if (time === undefined || time === null) return 'attributes.time: missing';
+  if (typeof time !== 'string') return `attributes.time: expected string, got ${kind(time)}`;
+  if (parseRfc3339(time) === undefined) return 'attributes.time: not RFC 3339';
+  const processedAt = attrs['processedAt'];
+  if (processedAt !== undefined && processedAt !== null) {
+    if (typeof processedAt !== 'string') return `attributes.processedAt: expected string, got ${kind(processedAt)}`;
+    if (parseRfc3339(processedAt) === undefined) return 'attributes.processedAt: not RFC 3339';
+  }
+
+  let r = optString(attrs, 'action', 'attributes') ?? optObject(attrs, 'actor', 'attributes');
+  if (r !== undefined) return r;
+  const actor = attrs['actor'];
+  if (isObject(actor)) {
+    r =
+      optString(actor, 'id', 'attributes.actor') ??
+      optString(actor, 'name', 'attributes.actor') ??
+      optString(actor, 'email', 'attributes.actor') ??
+      checkLinks(actor, 'attributes.actor');
+    if (r !== undefined) return r;
+  }
+  r = checkRefs(attrs, 'context') ?? checkRefs(attrs, 'container') ?? optObject(attrs, 'location', 'attributes');
+  if (r !== undefined) return r;
+  const location = attrs['location'];
+  if (isObject(location)) {
+    for (const key of ['ip', 'geo', 'countryName', 'regionName', 'city']) {
+      r = optString(location, key, 'attributes.location');
+      if (r !== undefined) return r;
+    }
+  }
+  r = optObject(record, 'message', 'record');
+  if (r !== undefined) return r.slice('record.'.length);
+  const message = record['message'];
+  if (isObject(message)) {
+    r = optString(message, 'content', 'message') ?? optString(message, 'format', 'message');
+    if (r !== undefined) return r;
+  }
+  r = optString(links, 'self', 'links') ?? optString(links, 'alt', 'links');
+  return r;
+}
+
+/** Splits `batch.records` into `events` and `quarantined`, in place. Returns the batch. */
+export function validateBatch(batch: Batch, maxIdLength = 256): Batch {
+  const { records } = batch;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i];
+    const reason = validateRecord(record, maxIdLength);
+    if (reason === undefined) batch.events.push(record as AuditEvent);
+    else batch.quarantined.push({ reason, record } satisfies QuarantineRecord);
+  }
+  batch.records = [];
+  return batch;
+}
+
+/** The validate stage as a Transform of Batches. */
+export function createValidate(options: ValidateOptions = {}): Transform {
+  const maxIdLength = options.maxIdLength ?? 256;
+  const hwm = options.highWaterMark ?? 1;
+  return new Transform({
+    objectMode: true,
+    readableHighWaterMark: hwm,
+    writableHighWaterMark: hwm,
+    transform(batch: Batch, _enc, cb) {
+      cb(null, validateBatch(batch, maxIdLength));
+    },
+  });
+}

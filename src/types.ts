@@ -1,0 +1,64 @@
+/**
+ * Chunk types that travel between stages.
+ *
+ * Every edge of the pipeline carries one {@link Batch} per chunk: a page of the events-stream API
+ * (at most 500 records), or a slice of one. Batching per page, not per event, keeps the
+ * per-chunk cost of Node streams (a few microseconds) off each event.
+ */
+
+/** An audit event as the events-stream API returns it. Unknown keys are kept as received. */
+export interface AuditEvent {
+  id: string;
+  type: string;
+  attributes: {
+    time: string;
+    processedAt?: string;
+    action?: string;
+    [key: string]: unknown;
+  };
+  links: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** A record that failed validation, with the reason, as written to the quarantine prefix. */
+export interface QuarantineRecord {
+  reason: string;
+  /** The record exactly as received (any JSON value). */
+  record: unknown;
+}
+
+/**
+ * Where to resume reading the events stream. Exactly one of `cursor` or `from` is set.
+ * `skip` counts records of the page fetched at that cursor (or `from`) that were already handled:
+ * the API returns its last cursor again when a poller is caught up, and re-reading that page must
+ * not hand the same records downstream twice.
+ */
+export interface Position {
+  cursor?: string;
+  /** Epoch milliseconds, used only before the first cursor is known. */
+  from?: number;
+  skip: number;
+}
+
+/** One page, or a slice of one, on its way from the source to the sink. */
+export interface Batch {
+  /** Records as received. The source fills this; validate empties it into `events`/`quarantined`. */
+  records: unknown[];
+  /** Valid, normalised events, in API order. */
+  events: AuditEvent[];
+  /** Invalid records with reasons, in API order. */
+  quarantined: QuarantineRecord[];
+  /** Resume position after this batch: everything up to here has been handed downstream. */
+  position: Position;
+  /**
+   * UTC hour (epoch ms of the hour's start) of `attributes.processedAt` of the batch's records.
+   * The source cuts pages at hour boundaries, so a batch never spans two hours.
+   */
+  hour: number;
+  /** Highest `attributes.processedAt` seen in this batch (as received), if any. */
+  lastProcessedAt?: string;
+  /** Set by the dedupe stage: total ids it has admitted after this batch (see DedupeWindow). */
+  dedupeMark?: number;
+  /** Set by the dedupe stage: how many events it dropped from this batch as duplicates. */
+  duplicates?: number;
+}
