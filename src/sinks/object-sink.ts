@@ -13,7 +13,8 @@
  * Exactly once: `journal.reserve` records each key before its upload starts. After a crash the
  *     journal hands the same keys to the first epoch again, so the replayed events overwrite the
  *     object they may already be in, rather than land in a second one.
- * Memory: one batch in hand, the zstd pipe buffers, and the store's buffers (for S3:
+ * Memory: one batch in hand; per open object ~2.5 MB of input inside the zstd process (outside
+ *     the Node heap) plus ~0.4 MB of stream buffers; and the store's buffers (for S3:
  *     partSize × queueSize per open upload).
  * Backpressure: `_write` calls back only when the compressor accepted the batch; the compressor
  *     stalls when the store stops reading, so a slow upload stops the source.
@@ -299,7 +300,10 @@ export class ObjectSink extends Writable {
     } else {
       key = await this.#key(kind, epoch.hour);
     }
-    const zstd = await compress(this.#level);
+    // --single-thread: the CLI's default worker thread compresses multi-MB jobs, so output lags
+    // input by megabytes (size limits overshoot) and ~10 MB of input sits in the process when
+    // the store stalls; single-threaded it streams block by block and holds ~2.5 MB.
+    const zstd = await compress(this.#level, { zstdOptions: ['--single-thread'] });
     const counter = new ByteCounter();
     const upload = this.#store.open(key, kind);
     const flowing = pipeline(zstd, counter, upload.body);

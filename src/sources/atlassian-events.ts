@@ -86,7 +86,11 @@ type Outcome =
   | { ok: false; retry: 'server_error' | 'network' | 'timeout' | 'malformed'; detail: string }
   | { ok: false; fatal: Error };
 
-/** Milliseconds to wait from rate-limit headers, or undefined if none is usable. */
+/**
+ * Milliseconds to wait from rate-limit headers, or undefined if none is usable.
+ * `Retry-After` and `X-Retry-After` answer this request and win; `X-RateLimit-Reset` (when the
+ * whole window resets, often rounded to the minute) is used only when neither is present.
+ */
 export function retryHintMs(headers: Record<string, string | string[] | undefined>, now: number): number | undefined {
   const h = (name: string): string | undefined => {
     const v = headers[name];
@@ -102,18 +106,17 @@ export function retryHintMs(headers: Record<string, string | string[] | undefine
       if (Number.isFinite(at)) waits.push(at - now);
     }
   }
+  if (waits.length > 0) return Math.max(0, ...waits);
   const reset = h('x-ratelimit-reset')?.trim();
-  if (reset !== undefined && reset !== '') {
-    // Seen with minute precision ("2023-10-11T17:05Z"); accept seconds too.
-    const withSeconds = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$/.test(reset)
-      ? reset.replace(/(Z|[+-]\d{2}:\d{2})$/, ':00$1')
-      : reset;
-    const at = parseRfc3339(withSeconds);
-    if (at !== undefined) waits.push(at - now);
-    else if (/^\d+$/.test(reset)) waits.push(Number(reset) * 1000);
-  }
-  if (waits.length === 0) return undefined;
-  return Math.max(0, ...waits);
+  if (reset === undefined || reset === '') return undefined;
+  // Seen with minute precision ("2023-10-11T17:05Z"); accept seconds too.
+  const withSeconds = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$/.test(reset)
+    ? reset.replace(/(Z|[+-]\d{2}:\d{2})$/, ':00$1')
+    : reset;
+  const at = parseRfc3339(withSeconds);
+  if (at !== undefined) return Math.max(0, at - now);
+  if (/^\d+$/.test(reset)) return Number(reset) * 1000;
+  return undefined;
 }
 
 const HOUR_UNKNOWN = -1;
@@ -166,14 +169,14 @@ export function parsePage(text: string): Page | string {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return 'body is not a JSON object';
   const { data, meta } = json as { data?: unknown; meta?: unknown };
   if (!Array.isArray(data)) return '"data" is not an array';
+  // A page without `meta` is broken, not the end: treating it as the end would stop a --once
+  // run early. An absent or null `meta.next` is the end.
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return '"meta" is missing or not an object';
   let next: string | null = null;
-  if (meta !== undefined && meta !== null) {
-    if (typeof meta !== 'object') return '"meta" is not an object';
-    const n = (meta as { next?: unknown }).next;
-    if (n !== undefined && n !== null) {
-      if (typeof n !== 'string' || n.length === 0 || n.length > 4096) return '"meta.next" is not a cursor string';
-      next = n;
-    }
+  const n = (meta as { next?: unknown }).next;
+  if (n !== undefined && n !== null) {
+    if (typeof n !== 'string' || n.length === 0 || n.length > 4096) return '"meta.next" is not a cursor string';
+    next = n;
   }
   return { records: data, next };
 }
@@ -279,7 +282,8 @@ class EventsStreamReadable extends Readable {
         ? { cursor: page.next, skip: 0 }
         : { ...pos, skip: pos.skip + fresh.length };
       yield* this.#cut(pos, fresh, after);
-      const caughtUp = fresh.length === 0 || page.next === null;
+      // Caught up: nothing on the page, no next cursor, or a next cursor that goes nowhere.
+      const caughtUp = page.records.length === 0 || page.next === null || (page.next === pos.cursor && fresh.length === 0);
       if (!caughtUp) continue;
       if (metrics !== undefined) {
         metrics.health.lastPollSuccessMs = clock.now();

@@ -1,0 +1,195 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createAtlassianEventsSource, type AtlassianEventsOptions } from '../../src/sources/atlassian-events.js';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
+import { ApiError, AuthError, ForbiddenError, OrgNotFoundError } from '../../src/errors.js';
+import { createMetrics } from '../../src/metrics.js';
+import { hourOf, parseRfc3339 } from '../../src/time.js';
+import type { Clock } from '../../src/clock.js';
+import type { Batch, Position } from '../../src/types.js';
+
+async function withSim(opts: SimulatorOptions, fn: (sim: Simulator) => Promise<void>): Promise<void> {
+  const sim = createSimulator(opts);
+  await sim.start();
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+/** A clock whose sleeps return at once and are recorded. */
+function fastClock(): Clock & { waits: number[] } {
+  const waits: number[] = [];
+  return { waits, now: () => Date.now(), sleep: async (ms) => { waits.push(ms); } };
+}
+
+function opts(sim: Simulator, over: Partial<AtlassianEventsOptions> = {}): AtlassianEventsOptions {
+  return { apiUrl: sim.url, orgId: sim.orgId, apiKey: sim.apiKey, start: { from: 0, skip: 0 }, backoffBaseMs: 1, backoffCapMs: 5, ...over };
+}
+
+async function drain(src: AsyncIterable<Batch>): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of src) out.push(b);
+  return out;
+}
+
+const ids = (batches: Batch[]): unknown[] => batches.flatMap((b) => b.records);
+
+test('walks every page in processedAt order, cuts at hour boundaries, ends when caught up', async () => {
+  await withSim({ events: 1234, seed: 3 }, async (sim) => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const batches = await drain(createAtlassianEventsSource(opts(sim), { metrics }));
+    const records = ids(batches);
+    assert.equal(records.length, sim.summary().totalRecords);
+    for (const b of batches) {
+      const hours = new Set(b.records.map((r) => {
+        const p = (r as { attributes?: { processedAt?: unknown } })?.attributes?.processedAt;
+        return typeof p === 'string' ? hourOf(parseRfc3339(p)!) : undefined;
+      }).filter((h) => h !== undefined));
+      assert.ok(hours.size <= 1, 'a batch spans two hours');
+      if (hours.size === 1) assert.equal(b.hour, [...hours][0]);
+    }
+    // Every request asked for 500 and sent `from` only on the first one.
+    const log = sim.stats.log;
+    assert.ok(log.every((e) => e.query['limit'] === '500'));
+    assert.equal(log[0]!.query['from'], '0');
+    assert.ok(log.slice(1).every((e) => e.query['from'] === undefined && typeof e.query['cursor'] === 'string'));
+    assert.equal(log.length, Math.ceil(records.length / 500) + 1, 'one request per page plus the empty end page');
+    assert.equal((await metrics.eventsReceived.get()).values[0]!.value, records.length);
+  });
+});
+
+test('continues from a saved position: only new records, with both end-of-stream styles', async () => {
+  for (const endStyle of ['cursor', 'null'] as const) {
+    await withSim({ events: 700, seed: 4, endStyle, duplicateRate: 0 }, async (sim) => {
+      const first = createAtlassianEventsSource(opts(sim));
+      const before = ids(await drain(first));
+      const saved: Position = first.position;
+      assert.equal(before.length, sim.summary().totalRecords);
+      // Nothing new: a second walk from the saved position yields no records.
+      assert.equal(ids(await drain(createAtlassianEventsSource(opts(sim, { start: saved })))).length, 0, endStyle);
+      sim.append(37);
+      const again = createAtlassianEventsSource(opts(sim, { start: saved }));
+      const fresh = ids(await drain(again));
+      assert.equal(fresh.length, 37, endStyle);
+      const all = new Set([...before, ...fresh].map((r) => JSON.stringify(r)));
+      assert.equal(all.size, before.length + 37);
+    });
+  }
+});
+
+test('pull-based: a consumer that stops pulling stops the requests', async () => {
+  await withSim({ events: 5000, seed: 5 }, async (sim) => {
+    const src = createAtlassianEventsSource(opts(sim));
+    const it = src[Symbol.asyncIterator]();
+    await it.next();
+    await new Promise((r) => setTimeout(r, 300));
+    const requests = sim.stats.requests;
+    assert.ok(requests <= 3, `the source ran ahead: ${requests} requests for 1 batch pulled`);
+    src.destroy();
+    await once(src, 'close');
+  });
+});
+
+test('429s are retried for as long as it takes, honouring each rate-limit header', async () => {
+  await withSim({ events: 600, seed: 6, resetPrecision: 'second', faults: { retryAfterSeconds: 7 } }, async (sim) => {
+    sim.failNextRequests(['429-retry-after', '429-x-retry-after', '429-reset', '429-none']);
+    const clock = fastClock();
+    const records = ids(await drain(createAtlassianEventsSource(opts(sim, { maxRetries: 0 }), { clock })));
+    assert.equal(records.length, sim.summary().totalRecords);
+    assert.equal(clock.waits.length, 4);
+    assert.equal(clock.waits[0], 7000);
+    assert.equal(clock.waits[1], 7000);
+    assert.ok(clock.waits[2]! > 0 && clock.waits[2]! <= 120_000, `reset wait ${clock.waits[2]}`);
+    assert.ok(clock.waits[3]! >= 0 && clock.waits[3]! <= 5, 'no header: jittered backoff within the cap');
+  });
+});
+
+test('5xx, resets, truncated, HTML and wrongly shaped pages are retried; no record is lost or repeated', async () => {
+  await withSim({ events: 1500, seed: 7 }, async (sim) => {
+    sim.failNextRequests(['500', '502', '503', 'reset', 'truncated', 'html', 'bad-shape-data-object', 'bad-shape-no-data', 'bad-shape-no-meta']);
+    const clock = fastClock();
+    const records = ids(await drain(createAtlassianEventsSource(opts(sim, { maxRetries: 10 }), { clock })));
+    assert.equal(records.length, sim.summary().totalRecords);
+    const clean = ids(await drain(createAtlassianEventsSource(opts(sim))));
+    assert.deepEqual(records, clean, 'a failed page produced partial or repeated output');
+    assert.equal(clock.waits.length, 9);
+  });
+});
+
+test('a page that keeps failing ends the stream with ApiError after maxRetries', async () => {
+  await withSim({ events: 10, seed: 8 }, async (sim) => {
+    sim.failNextRequests(['503', '503', '503', '503']);
+    await assert.rejects(drain(createAtlassianEventsSource(opts(sim, { maxRetries: 2 }), { clock: fastClock() })), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.match(err.message, /after 2 retries.*HTTP 503/);
+      return true;
+    });
+  });
+});
+
+test('401, 403 and 404 end the stream at once with distinct errors that never contain the key', async () => {
+  await withSim({ events: 10, seed: 9, apiKey: 'secret-key-value-123' }, async (sim) => {
+    const cases: Array<[Partial<AtlassianEventsOptions>, new (...a: never[]) => Error]> = [
+      [{ apiKey: 'wrong-key-value-456' }, AuthError],
+      [{ orgId: 'no-such-org' }, OrgNotFoundError],
+    ];
+    for (const [over, cls] of cases) {
+      sim.resetStats();
+      await assert.rejects(drain(createAtlassianEventsSource(opts(sim, over))), (err: unknown) => {
+        assert.ok(err instanceof cls, String(err));
+        assert.ok(!(err as Error).message.includes('secret-key-value-123') && !(err as Error).message.includes('wrong-key-value-456'));
+        return true;
+      });
+      assert.equal(sim.stats.requests, 1, 'fatal errors are not retried');
+    }
+    sim.entitled = false;
+    await assert.rejects(drain(createAtlassianEventsSource(opts(sim))), ForbiddenError);
+  });
+});
+
+test('a rejected cursor falls back to from = last processedAt minus the overlap', async () => {
+  await withSim({ events: 1600, seed: 10, duplicateRate: 0 }, async (sim) => {
+    const src = createAtlassianEventsSource(opts(sim));
+    const it = src[Symbol.asyncIterator]();
+    const got: Batch[] = [];
+    while (got.flatMap((b) => b.records).length < 1000) got.push((await it.next()).value as Batch);
+    const lastProcessedAt = got.map((b) => b.lastProcessedAt).filter((x) => x !== undefined).at(-1)!;
+    const position = got.at(-1)!.position;
+    src.destroy();
+    sim.invalidateCursors();
+    sim.resetStats();
+    const rest = ids(await drain(createAtlassianEventsSource(opts(sim, { start: position, lastProcessedAt, cursorFallbackOverlapMs: 60_000 }))));
+    assert.equal(sim.stats.log[0]!.status, 400);
+    assert.equal(sim.stats.log[1]!.query['from'], String(parseRfc3339(lastProcessedAt)! - 60_000));
+    // Everything not yet seen arrives; the overlap re-delivers some already seen (dedupe removes those).
+    const seen = new Set(ids(got).map((r) => JSON.stringify(r)));
+    const restSet = new Set(rest.map((r) => JSON.stringify(r)));
+    const all = sim.truth();
+    assert.equal(seen.size + [...restSet].filter((r) => !seen.has(r)).length, all.totalRecords);
+  });
+});
+
+test('destroy during a slow request returns promptly; a stop signal ends a following source cleanly', async () => {
+  await withSim({ events: 50, seed: 11, faults: { slowMs: 10_000 } }, async (sim) => {
+    sim.failNextRequests(['slow']);
+    const src = createAtlassianEventsSource(opts(sim));
+    src.resume();
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    src.destroy();
+    await once(src, 'close');
+    assert.ok(Date.now() - t0 < 2000, 'destroy waited for the request');
+
+    const stop = new AbortController();
+    const following = createAtlassianEventsSource(opts(sim, { follow: true, intervalMs: 60_000, signal: stop.signal }));
+    const batches: Batch[] = [];
+    following.on('data', (b: Batch) => batches.push(b));
+    await new Promise((r) => setTimeout(r, 300));
+    stop.abort();
+    await once(following, 'end');
+    assert.equal(ids(batches).length, sim.summary().totalRecords);
+  });
+});
