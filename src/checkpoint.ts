@@ -15,7 +15,7 @@ import { dirname, resolve } from 'node:path';
 import { StateError } from './errors.js';
 import type { DedupeWindow } from './transforms/dedupe.js';
 import type { EpochCommit, ObjectKind, SinkJournal } from './sinks/object-sink.js';
-import { hourPath } from './time.js';
+import { hourPath, parseRfc3339 } from './time.js';
 import type { Position } from './types.js';
 
 export interface RunSummary {
@@ -184,6 +184,11 @@ export interface StateJournalOptions {
   quarantinePrefix: string;
   /** The dedupe stage's window; commits save its snapshot. */
   window?: DedupeWindow;
+  /**
+   * Called after an epoch's objects are complete and before the checkpoint is written: the
+   * crash window exactly-once delivery must survive. Tests use it to kill the process there.
+   */
+  beforeCommit?: (commit: EpochCommit) => void;
 }
 
 /** The SinkJournal backed by the state file. */
@@ -215,9 +220,10 @@ export class StateJournal implements SinkJournal {
   }
 
   async commit(c: EpochCommit): Promise<void> {
+    this.#opts.beforeCommit?.(c);
     const s = this.state;
     s.position = c.position;
-    if (c.lastProcessedAt !== undefined && (s.lastProcessedAt === undefined || c.lastProcessedAt > s.lastProcessedAt)) {
+    if (c.lastProcessedAt !== undefined && (s.lastProcessedAt === undefined || parseRfc3339(c.lastProcessedAt)! > parseRfc3339(s.lastProcessedAt)!)) {
       s.lastProcessedAt = c.lastProcessedAt;
     }
     const w = this.#opts.window;

@@ -30,7 +30,7 @@ import type { PipelineMetrics } from './metrics.js';
 import { createAtlassianEventsSource } from './sources/atlassian-events.js';
 import { createLocalDirSink } from './sinks/local-dir.js';
 import { createS3Client, createS3Sink } from './sinks/s3.js';
-import type { ObjectSink } from './sinks/object-sink.js';
+import type { EpochCommit, ObjectSink } from './sinks/object-sink.js';
 import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
 import { createNormalizeTime } from './transforms/normalize-time.js';
 import { createValidate } from './transforms/validate.js';
@@ -95,6 +95,8 @@ export interface PipelineOptions {
 }
 
 export interface PipelineDeps {
+  /** Passed to the checkpoint journal: runs between "objects complete" and "checkpoint saved". */
+  beforeCommit?: (commit: EpochCommit) => void;
   dispatcher?: Dispatcher;
   s3Client?: S3Client;
   clock?: Clock;
@@ -178,7 +180,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
     for (let attempt = 0; ; attempt++) {
       if (options.abortSignal?.aborted) throw new AbortError();
       const dedupeWindow: DedupeWindow = new DedupeWindow(options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW, state.dedupe);
-      journal = new StateJournal(state, { path: statePath, prefix, quarantinePrefix, window: dedupeWindow });
+      journal = new StateJournal(state, { path: statePath, prefix, quarantinePrefix, window: dedupeWindow, beforeCommit: deps.beforeCommit });
       const source = createAtlassianEventsSource(
         {
           apiUrl: options.apiUrl,

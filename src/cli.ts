@@ -1,0 +1,384 @@
+/**
+ * Thin: argv → config → pipeline; signals → AbortSignals; errors → one line and an exit code.
+ *
+ *   atlassian-audit-pipeline run [--once] --org-id ORG ...   collect (see --help)
+ *   atlassian-audit-pipeline demo                           simulator → local directory, no setup
+ *   atlassian-audit-pipeline simulate                       serve the built-in API simulator
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, describeError, PipelineError } from './errors.js';
+import { createLogger, type LogLevel, type Logger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
+import { createSimulator } from './simulator/index.js';
+import { parseDuration, parseFrom, parseSize } from './time.js';
+
+const HELP = `atlassian-audit-pipeline: Atlassian organization audit events → zstd JSON lines in S3, exactly once.
+
+Usage:
+  atlassian-audit-pipeline run [--once] --org-id ORG [--api-url URL] [--from ISO|epoch-ms]
+      [--bucket B --prefix P --quarantine-prefix Q [--s3-endpoint URL] [--s3-force-path-style]]
+      [--out-dir DIR] [--state FILE] [--metrics-port N] [--interval DURATION] [options]
+  atlassian-audit-pipeline demo [--events N] [--out-dir DIR]
+  atlassian-audit-pipeline simulate [--port N] [--events N] [--seed N]
+  atlassian-audit-pipeline --help
+
+run: collects every event of the organization from the events-stream API, validates it,
+normalises attributes.time, drops duplicate ids and writes zstd JSON-lines objects.
+The API key comes from ATLASSIAN_API_KEY (or --api-key-file), never from a flag value.
+AWS credentials and region come from the AWS SDK's usual chain.
+
+  --once                     collect until caught up, complete every object, save, exit 0
+  --org-id ORG               organization id (required)
+  --api-url URL              API origin (default https://api.atlassian.com)
+  --api-key-file FILE        read the API key from FILE instead of ATLASSIAN_API_KEY
+  --from ISO|epoch-ms        first run only: where to start (default 180 days ago)
+  --interval DURATION        pause between polls without --once (default 5m; 30s, 5m, 1h)
+  --bucket B                 write to this S3 bucket (default: a local directory)
+  --prefix P                 event key prefix (default ${DEFAULT_PREFIX})
+  --quarantine-prefix Q      key prefix for invalid records (default ${DEFAULT_QUARANTINE_PREFIX})
+  --s3-endpoint URL          S3-compatible endpoint (radosgw, MinIO)
+  --s3-force-path-style      path-style addressing (most S3-compatible servers need it)
+  --s3-region REGION         region (default: the SDK's chain, else us-east-1)
+  --out-dir DIR              local-directory sink (default ./atlassian-audit-output when no --bucket)
+  --state FILE               checkpoint file (default ./atlassian-audit-state.json)
+  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 9464; 0 disables)
+  --metrics-host HOST        address for the metrics server (default 0.0.0.0)
+  --zstd-level N             1–19 (default 3)
+  --object-max-bytes SIZE    close an object at this compressed size (default 32MiB)
+  --object-max-age DURATION  close an object at this age (default 5m)
+  --part-size SIZE           S3 multipart part size, ≥ 5MiB (default 5MiB)
+  --upload-concurrency N     parts in flight per object (default 4)
+  --dedupe-window N          ids remembered for dedupe (default 100000)
+  --log-level LEVEL          debug|info|warn|error (default info)
+  --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
+
+Every valued flag can also come from the environment as ATLASSIAN_AUDIT_<FLAG>, e.g.
+ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment.
+
+Exit codes: 0 done (or stopped by SIGINT/SIGTERM after finishing objects in flight),
+1 unexpected, 2 configuration, 3 key rejected (401), 4 forbidden (403), 5 org not found (404),
+6 API failing after retries, 7 S3/sink failing after retries, 8 state file unusable or locked,
+130 aborted by a second signal.
+`;
+
+const RUN_OPTIONS = {
+  once: { type: 'boolean' },
+  'org-id': { type: 'string' },
+  'api-url': { type: 'string' },
+  'api-key-file': { type: 'string' },
+  from: { type: 'string' },
+  interval: { type: 'string' },
+  bucket: { type: 'string' },
+  prefix: { type: 'string' },
+  'quarantine-prefix': { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  's3-force-path-style': { type: 'boolean' },
+  's3-region': { type: 'string' },
+  'out-dir': { type: 'string' },
+  state: { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
+  'zstd-level': { type: 'string' },
+  'object-max-bytes': { type: 'string' },
+  'object-max-age': { type: 'string' },
+  'part-size': { type: 'string' },
+  'upload-concurrency': { type: 'string' },
+  'dedupe-window': { type: 'string' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type RunFlag = keyof typeof RUN_OPTIONS;
+type Values = Partial<Record<RunFlag, string | boolean>>;
+
+/** Flag value, else its ATLASSIAN_AUDIT_* environment mirror. */
+function get(values: Values, flag: RunFlag, env: NodeJS.ProcessEnv): string | undefined {
+  const v = values[flag];
+  if (typeof v === 'string') return v;
+  const e = env[`ATLASSIAN_AUDIT_${flag.toUpperCase().replaceAll('-', '_')}`];
+  return e === undefined || e === '' ? undefined : e;
+}
+
+function flag(values: Values, name: RunFlag, env: NodeJS.ProcessEnv): boolean {
+  if (values[name] === true) return true;
+  const e = env[`ATLASSIAN_AUDIT_${name.toUpperCase().replaceAll('-', '_')}`];
+  return e === '1' || e === 'true';
+}
+
+function int(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, min: number, max: number): number | undefined {
+  const v = get(values, name, env);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < min || n > max) throw new ConfigError(`--${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+function duration(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, minMs: number): number | undefined {
+  const v = get(values, name, env);
+  if (v === undefined) return undefined;
+  const ms = parseDuration(v);
+  if (ms === undefined || ms < minMs) throw new ConfigError(`--${name} must be a duration like 30s, 5m or 1h, at least ${minMs} ms (got ${JSON.stringify(v)})`);
+  return ms;
+}
+
+function size(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, min: number): number | undefined {
+  const v = get(values, name, env);
+  if (v === undefined) return undefined;
+  const n = parseSize(v);
+  if (n === undefined || n < min) throw new ConfigError(`--${name} must be a size like 5MiB or 32MB, at least ${min} bytes (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+export interface RunConfig {
+  pipeline: Omit<PipelineOptions, 'signal' | 'abortSignal'>;
+  metricsPort: number;
+  metricsHost: string;
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty' | undefined;
+}
+
+/** argv (after `run`) + environment → a validated configuration. Throws ConfigError. */
+export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
+  let values: Values;
+  try {
+    values = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }).values as Values;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (see --help)`);
+  }
+  const orgId = get(values, 'org-id', env);
+  if (orgId === undefined || orgId.trim() === '') throw new ConfigError('--org-id is required (or ATLASSIAN_AUDIT_ORG_ID)');
+  const keyFile = get(values, 'api-key-file', env);
+  let apiKey: string | undefined;
+  if (keyFile !== undefined) {
+    try {
+      apiKey = readFileSync(keyFile, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`cannot read --api-key-file ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  } else {
+    apiKey = env['ATLASSIAN_API_KEY']?.trim();
+  }
+  if (apiKey === undefined || apiKey === '') throw new ConfigError('the API key is missing: set ATLASSIAN_API_KEY (or --api-key-file) to an organization API key');
+  const apiUrl = get(values, 'api-url', env);
+  if (apiUrl !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(apiUrl);
+    } catch {
+      throw new ConfigError(`--api-url is not a URL: ${JSON.stringify(apiUrl)}`);
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError('--api-url must be http(s)');
+  }
+  let from: number | undefined;
+  const fromText = get(values, 'from', env);
+  if (fromText !== undefined) {
+    const f = parseFrom(fromText);
+    if (typeof f !== 'number') throw new ConfigError(f.error);
+    from = f;
+  }
+  const bucket = get(values, 'bucket', env);
+  const outDir = get(values, 'out-dir', env);
+  if (bucket !== undefined && outDir !== undefined) throw new ConfigError('give --bucket or --out-dir, not both');
+  const partSize = size(values, 'part-size', env, 5 * 1024 * 1024);
+  const queueSize = int(values, 'upload-concurrency', env, 1, 64);
+  const endpoint = get(values, 's3-endpoint', env);
+  const region = get(values, 's3-region', env);
+  const output: PipelineOptions['output'] = bucket !== undefined
+    ? {
+        kind: 's3',
+        bucket,
+        ...(endpoint === undefined ? {} : { endpoint }),
+        forcePathStyle: flag(values, 's3-force-path-style', env),
+        ...(region === undefined ? {} : { region }),
+        ...(partSize === undefined ? {} : { partSize }),
+        ...(queueSize === undefined ? {} : { queueSize }),
+      }
+    : { kind: 'local', dir: outDir ?? 'atlassian-audit-output' };
+  const logLevel = (get(values, 'log-level', env) ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError('--log-level must be debug, info, warn or error');
+  const logFormat = get(values, 'log-format', env);
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('--log-format must be json or pretty');
+  const pipeline: RunConfig['pipeline'] = {
+    orgId: orgId.trim(),
+    apiKey,
+    follow: !flag(values, 'once', env),
+    statePath: get(values, 'state', env) ?? 'atlassian-audit-state.json',
+    output,
+  };
+  const optional: Partial<RunConfig['pipeline']> = {
+    apiUrl,
+    from,
+    intervalMs: duration(values, 'interval', env, 1000),
+    prefix: get(values, 'prefix', env),
+    quarantinePrefix: get(values, 'quarantine-prefix', env),
+    zstdLevel: int(values, 'zstd-level', env, 1, 19),
+    maxObjectBytes: size(values, 'object-max-bytes', env, 1024),
+    maxObjectAgeMs: duration(values, 'object-max-age', env, 100),
+    dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),
+  };
+  for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
+  return {
+    pipeline,
+    metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 9464,
+    metricsHost: get(values, 'metrics-host', env) ?? '0.0.0.0',
+    logLevel,
+    logFormat,
+  };
+}
+
+function printSummary(result: PipelineResult, out: NodeJS.WritableStream): void {
+  out.write(
+    [
+      `events written:   ${result.events}`,
+      `objects:          ${result.objects}`,
+      `quarantined:      ${result.quarantined}`,
+      `duplicates:       ${result.duplicates}`,
+      `events under:     ${result.where}`,
+      `checkpoint:       ${result.statePath}`,
+    ].join('\n') + '\n',
+  );
+}
+
+/** Installs SIGINT/SIGTERM: the first stops gracefully, the second aborts. */
+function signalControllers(logger: Logger): { stop: AbortController; abort: AbortController; dispose(): void } {
+  const stop = new AbortController();
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (!stop.signal.aborted) {
+      logger.info(`${sig}: finishing objects in flight and saving the checkpoint (send again to abort)`);
+      stop.abort();
+    } else {
+      logger.warn(`${sig} again: aborting uploads in flight`);
+      abort.abort();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    stop,
+    abort,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/**
+ * Test-only fault injection: AAP_FAULT_KILL_BEFORE_COMMIT=N kills the process with SIGKILL after
+ * the N-th epoch's objects are complete and before its checkpoint is saved.
+ */
+function faultInjection(env: NodeJS.ProcessEnv): { beforeCommit?: () => void } {
+  const n = Number(env['AAP_FAULT_KILL_BEFORE_COMMIT']);
+  if (!Number.isInteger(n) || n < 1) return {};
+  let commits = 0;
+  return {
+    beforeCommit: () => {
+      if (++commits === n) process.kill(process.pid, 'SIGKILL');
+    },
+  };
+}
+
+async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const config = parseRunConfig(argv, env);
+  const logger = createLogger({ level: config.logLevel, ...(config.logFormat === undefined ? {} : { format: config.logFormat }) });
+  const metrics = createMetrics();
+  const intervalMs = config.pipeline.intervalMs ?? 300_000;
+  let server: MetricsServer | undefined;
+  if (config.metricsPort !== 0) {
+    try {
+      server = await startMetricsServer({
+        port: config.metricsPort,
+        host: config.metricsHost,
+        registry: metrics.registry,
+        ready: () => {
+          const last = metrics.health.lastPollSuccessMs;
+          return last !== undefined && Date.now() - last <= 2 * intervalMs;
+        },
+      });
+      logger.info('metrics server listening', { port: server.port });
+    } catch (err) {
+      throw new ConfigError(`cannot serve metrics on port ${config.metricsPort}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)} (use --metrics-port 0 to disable)`);
+    }
+  }
+  const signals = signalControllers(logger);
+  try {
+    const result = await runPipeline(
+      { ...config.pipeline, signal: signals.stop.signal, abortSignal: signals.abort.signal },
+      { logger, metrics, ...faultInjection(env) },
+    );
+    printSummary(result, process.stdout);
+    return 0;
+  } finally {
+    signals.dispose();
+    await server?.close();
+  }
+}
+
+async function commandDemo(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { events: { type: 'string' }, 'out-dir': { type: 'string' }, seed: { type: 'string' } }, strict: true });
+  const events = values.events === undefined ? 5000 : Number(values.events);
+  if (!Number.isInteger(events) || events < 1) throw new ConfigError('--events must be a positive whole number');
+  const outDir = resolve(values['out-dir'] ?? 'demo-output');
+  const sim = createSimulator({ events, seed: values.seed === undefined ? 1 : Number(values.seed) });
+  const url = await sim.start(0, '127.0.0.1');
+  const logger = createLogger({ level: 'warn' });
+  process.stdout.write(`demo: simulator with ${events} events at ${url}; collecting into ${outDir}\n`);
+  try {
+    const statePath = resolve(outDir, 'state.json');
+    const result = await runPipeline(
+      { orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: url, from: 0, statePath, output: { kind: 'local', dir: resolve(outDir, 'objects') } },
+      { logger },
+    );
+    printSummary(result, process.stdout);
+    process.stdout.write(
+      `\nRead the events:   zstd -dc ${resolve(outDir, 'objects', DEFAULT_PREFIX)}*/*/*/*/*.json.zst | head -n 2\n` +
+        `Quarantined lines: zstd -dc ${resolve(outDir, 'objects', DEFAULT_QUARANTINE_PREFIX)}*/*/*/*/*.json.zst | head -n 2\n` +
+        'Run the demo again: it continues from the checkpoint and writes nothing twice.\n',
+    );
+    return 0;
+  } finally {
+    await sim.close();
+  }
+}
+
+async function commandSimulate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { port: { type: 'string' }, host: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' } },
+    strict: true,
+  });
+  const sim = createSimulator({ events: Number(values.events ?? 1000), seed: Number(values.seed ?? 1) });
+  const url = await sim.start(Number(values.port ?? 0), values.host ?? '127.0.0.1');
+  process.stdout.write(`${JSON.stringify({ url, orgId: sim.orgId, apiKey: sim.apiKey })}\n`);
+  await new Promise<void>((resolveStop) => {
+    process.once('SIGINT', () => resolveStop());
+    process.once('SIGTERM', () => resolveStop());
+  });
+  await sim.close();
+  return 0;
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  try {
+    if (command === 'run') return await commandRun(rest, env);
+    if (command === 'demo') return await commandDemo(rest);
+    if (command === 'simulate') return await commandSimulate(rest);
+    throw new ConfigError(`unknown command ${JSON.stringify(command)} (see --help)`);
+  } catch (err) {
+    const code = err instanceof PipelineError ? err.exitCode : 1;
+    process.stderr.write(`atlassian-audit-pipeline: ${describeError(err)}\n`);
+    return code;
+  }
+}
+
