@@ -12,7 +12,7 @@ import { ConfigError, describeError, PipelineError } from './errors.js';
 import { createLogger, type LogLevel, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
-import { DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
+import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
 import { createSimulator } from './simulator/index.js';
 import { parseDuration, parseFrom, parseSize } from './time.js';
 
@@ -222,6 +222,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
+  checkPrefixes(pipeline.prefix ?? DEFAULT_PREFIX, pipeline.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
   return {
     pipeline,
     metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 9464,

@@ -121,7 +121,8 @@ export const DEFAULT_PREFIX = 'atlassian/audit/';
 export const DEFAULT_QUARANTINE_PREFIX = 'atlassian/quarantine/';
 export const RETENTION_MS = 180 * 24 * 3_600_000;
 
-function checkPrefixes(prefix: string, quarantinePrefix: string): void {
+/** Throws ConfigError unless both prefixes are well formed and disjoint. */
+export function checkPrefixes(prefix: string, quarantinePrefix: string): void {
   for (const [name, p] of [['--prefix', prefix], ['--quarantine-prefix', quarantinePrefix]] as const) {
     if (p.length === 0 || !p.endsWith('/') || p.startsWith('/') || p.includes('//') || p.split('/').some((s) => s === '.' || s === '..')) {
       throw new ConfigError(`${name} must be a non-empty relative key prefix ending in "/" (got ${JSON.stringify(p)})`);

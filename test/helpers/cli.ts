@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../src/bin.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliRun {
+  child: ChildProcess;
+  result: Promise<CliResult>;
+  /** Resolves when stderr or stdout has printed text matching `re`. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+export function startCli(args: string[], env: Record<string, string | undefined> = {}): CliRun {
+  const child = spawn(process.execPath, ['--no-warnings', BIN, ...args], { env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const waiters: Array<() => void> = [];
+  child.stdout!.on('data', (d: Buffer) => { stdout += d; waiters.forEach((w) => w()); });
+  child.stderr!.on('data', (d: Buffer) => { stderr += d; waiters.forEach((w) => w()); });
+  const result = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return {
+    child,
+    result,
+    waitFor(re, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}; stderr: ${stderr.slice(-2000)}`)), timeoutMs);
+        const check = (): void => {
+          if (re.test(stdout) || re.test(stderr)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        waiters.push(check);
+        check();
+        void result.then(() => { check(); });
+      });
+    },
+  };
+}
+
+export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  return startCli(args, env).result;
+}

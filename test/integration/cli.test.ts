@@ -1,0 +1,132 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { createSimulator, type Simulator } from '../../src/simulator/index.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
+import { createTestBucket, emptyAndDeleteBucket, listKeys, s3TestEnv, testS3Client } from '../helpers/s3.js';
+import { s3Skip } from '../helpers/require-s3.js';
+
+const KEY = 'cli-test-secret-key-0123456789';
+
+async function withSim(fn: (sim: Simulator) => Promise<void>, events = 300): Promise<void> {
+  const sim = createSimulator({ events, seed: 41, apiKey: KEY });
+  await sim.start();
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+function oneLine(text: string): void {
+  assert.equal(text.trim().split('\n').length, 1, `expected one line, got:\n${text}`);
+}
+
+test('--help documents the fixed contract and exits 0', async () => {
+  const r = await runCli(['--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['run [--once] --org-id ORG', '--api-url', '--from', '--bucket', '--prefix', '--quarantine-prefix', '--s3-endpoint', '--s3-force-path-style', '--out-dir', '--state', '--metrics-port', '--interval']) {
+    assert.ok(r.stdout.includes(flag), `--help lacks ${flag}`);
+  }
+});
+
+test('configuration errors: one clear line, exit 2, before any request', async () => {
+  const dir = await tempDir();
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['run', '--once'], { ATLASSIAN_API_KEY: KEY }, /--org-id is required/],
+    [['run', '--once', '--org-id', 'o'], {}, /ATLASSIAN_API_KEY/],
+    [['run', '--once', '--org-id', 'o', '--from', '1700000000'], { ATLASSIAN_API_KEY: KEY }, /epoch seconds/],
+    [['run', '--once', '--org-id', 'o', '--interval', '5 minutes'], { ATLASSIAN_API_KEY: KEY }, /--interval/],
+    [['run', '--once', '--org-id', 'o', '--bucket', 'b', '--out-dir', dir], { ATLASSIAN_API_KEY: KEY }, /not both/],
+    [['run', '--once', '--org-id', 'o', '--prefix', 'a/', '--quarantine-prefix', 'a/q/', '--out-dir', dir, '--state', join(dir, 's.json')], { ATLASSIAN_API_KEY: KEY }, /must not contain one another/],
+    [['run', '--once', '--org-id', 'o', '--bogus'], { ATLASSIAN_API_KEY: KEY }, /bogus/],
+  ];
+  for (const [args, env, re] of cases) {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    oneLine(r.stderr);
+  }
+});
+
+test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never printing the key', async () => {
+  await withSim(async (sim) => {
+    const dir = await tempDir();
+    const base = ['run', '--once', '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--metrics-port', '0'];
+    const cases: Array<[string[], string, number, RegExp]> = [
+      [['--org-id', sim.orgId, '--state', join(dir, 'a.json')], 'wrong-key-abcdef', 3, /401.*ATLASSIAN_API_KEY/],
+      [['--org-id', 'unknown-org', '--state', join(dir, 'b.json')], KEY, 5, /not found.*--org-id/],
+    ];
+    for (const [args, key, code, re] of cases) {
+      const r = await runCli([...base, ...args], { ATLASSIAN_API_KEY: key });
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, re);
+      assert.ok(!(r.stdout + r.stderr).includes(key) && !(r.stdout + r.stderr).includes(KEY), 'the key was printed');
+    }
+    sim.entitled = false;
+    const r = await runCli([...base, '--org-id', sim.orgId, '--state', join(dir, 'c.json')], { ATLASSIAN_API_KEY: KEY });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /403.*admin.*Guard/);
+    assert.ok(!(r.stdout + r.stderr).includes(KEY));
+  });
+});
+
+test('a poller stops on SIGTERM with exit 0 and a saved checkpoint; a second process on its state is refused', async () => {
+  await withSim(async (sim) => {
+    const dir = await tempDir();
+    const args = ['run', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, 'state.json'), '--metrics-port', '0', '--interval', '1h', '--log-format', 'json'];
+    const poller = startCli(args, { ATLASSIAN_API_KEY: KEY });
+    await poller.waitFor(/object complete/);
+    const second = await runCli([...args, '--once'], { ATLASSIAN_API_KEY: KEY });
+    assert.equal(second.code, 8, second.stderr);
+    assert.match(second.stderr, /in use by another process/);
+    poller.child.kill('SIGTERM');
+    const r = await poller.result;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /events written:\s+\d+/);
+    const files = (await listFiles(join(dir, 'out'))).filter((f) => f.startsWith('atlassian/audit/'));
+    let lines = 0;
+    for (const f of files) lines += (await readZstdFile(join(dir, 'out', f))).length;
+    assert.equal(lines, sim.truth().valid.size);
+  });
+});
+
+test('run --once into radosgw through the CLI', { skip: s3Skip() }, async () => {
+  await withSim(async (sim) => {
+    const client = testS3Client();
+    const bucket = await createTestBucket(client);
+    const dir = await tempDir();
+    try {
+      const r = await runCli(
+        ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--from', '2000-01-01T00:00:00Z', '--bucket', bucket, '--prefix', 'p/', '--quarantine-prefix', 'q/',
+          '--s3-endpoint', process.env['S3_ENDPOINT']!, '--s3-force-path-style', '--state', join(dir, 's.json'), '--metrics-port', '0'],
+        { ATLASSIAN_API_KEY: KEY, ...s3TestEnv() },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`events written:\\s+${sim.truth().valid.size}\\n`));
+      assert.ok((await listKeys(client, bucket, 'p/')).length > 0);
+      assert.ok(!(r.stdout + r.stderr).includes(KEY));
+    } finally {
+      await emptyAndDeleteBucket(client, bucket);
+      client.destroy();
+    }
+  }, 2000);
+});
+
+test('demo: no credentials, no setup; prints a summary; readable with zstd -dc; a rerun writes nothing twice', async () => {
+  const dir = await tempDir();
+  const r = await runCli(['demo', '--events', '2000', '--out-dir', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  const written = Number(/events written:\s+(\d+)/.exec(r.stdout)?.[1]);
+  assert.ok(written > 1900 && written <= 2000, r.stdout);
+  assert.match(r.stdout, /quarantined:\s+\d+/);
+  assert.match(r.stdout, /zstd -dc/);
+  const files = (await listFiles(join(dir, 'objects'))).filter((f) => f.startsWith('atlassian/audit/'));
+  let lines = 0;
+  for (const f of files) lines += (await readZstdFile(join(dir, 'objects', f))).length;
+  assert.equal(lines, written);
+  const again = await runCli(['demo', '--events', '2000', '--out-dir', dir]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /events written:\s+0\n/);
+});
