@@ -321,6 +321,11 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   }
 }
 
+/** The command that prints the first lines of every object under a prefix (YYYY/MM/DD/HH/name). */
+export function demoGlob(outDir: string, prefix: string): string {
+  return `zstd -dc ${resolve(outDir, 'objects')}/${prefix}*/*/*/*/*.json.zst | head -n 2`;
+}
+
 async function commandDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { events: { type: 'string' }, 'out-dir': { type: 'string' }, seed: { type: 'string' } }, strict: true });
   const events = values.events === undefined ? 5000 : Number(values.events);
@@ -338,8 +343,8 @@ async function commandDemo(argv: string[]): Promise<number> {
     );
     printSummary(result, process.stdout);
     process.stdout.write(
-      `\nRead the events:   zstd -dc ${resolve(outDir, 'objects', DEFAULT_PREFIX)}*/*/*/*/*.json.zst | head -n 2\n` +
-        `Quarantined lines: zstd -dc ${resolve(outDir, 'objects', DEFAULT_QUARANTINE_PREFIX)}*/*/*/*/*.json.zst | head -n 2\n` +
+      `\nRead the events:   ${demoGlob(outDir, DEFAULT_PREFIX)}\n` +
+        `Quarantined lines: ${demoGlob(outDir, DEFAULT_QUARANTINE_PREFIX)}\n` +
         'Run the demo again: it continues from the checkpoint and writes nothing twice.\n',
     );
     return 0;
