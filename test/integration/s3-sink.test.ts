@@ -86,3 +86,28 @@ test('abortIncomplete removes an upload an earlier process left for a key, and o
     assert.deepEqual((await listPendingUploads(client, bucket)).map((u) => u.Key), ['ev/a.json.zst.other']);
   });
 });
+
+test('transient S3 errors (503 on a part) are retried by the SDK and the object completes', { skip: s3Skip() }, async () => {
+  await withBucket(async (client, bucket) => {
+    let failures = 0;
+    // Inside the retry loop (finalizeRequest, low priority): the SDK sees a 503 and retries.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as { PartNumber?: number };
+        if (input.PartNumber === 1 && failures < 2) {
+          failures++;
+          throw Object.assign(new Error('injected 503'), { name: 'ServiceUnavailable', $fault: 'server', $metadata: { httpStatusCode: 503 } });
+        }
+        return next(args);
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'flakyPart1' },
+    );
+    const batches = bigBatches(24, 50, 7500);
+    const sink = createS3Sink({ bucket, prefix: 'ev/', quarantinePrefix: 'q/' }, { client });
+    await pipeline(Readable.from(batches), sink);
+    assert.equal(failures, 2);
+    const keys = await listKeys(client, bucket, 'ev/');
+    assert.deepEqual(await readZstdJsonLines(client, bucket, keys[0]!), batches.flatMap((b) => b.events));
+    assert.deepEqual(await listPendingUploads(client, bucket), []);
+  });
+});

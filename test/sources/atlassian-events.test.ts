@@ -193,3 +193,13 @@ test('destroy during a slow request returns promptly; a stop signal ends a follo
     assert.equal(ids(batches).length, sim.summary().totalRecords);
   });
 });
+
+test('a request that hangs past the per-request timeout is abandoned and retried', async () => {
+  await withSim({ events: 700, seed: 12, faults: { slowMs: 5_000 } }, async (sim) => {
+    sim.failNextRequests(['slow']);
+    const t0 = Date.now();
+    const records = ids(await drain(createAtlassianEventsSource(opts(sim, { requestTimeoutMs: 300 }), { clock: fastClock() })));
+    assert.equal(records.length, sim.summary().totalRecords);
+    assert.ok(Date.now() - t0 < 4_000, 'the slow request was waited for instead of timed out');
+  });
+});

@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { runPipeline, type PipelineOptions } from '../src/pipeline.js';
+import { createSimulator } from '../src/simulator/index.js';
+import { StateError } from '../src/errors.js';
+import { listFiles, readZstdFile, tempDir } from './helpers/fs.js';
+
+async function eventIds(dir: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (const f of (await listFiles(dir)).filter((x) => x.startsWith('atlassian/audit/'))) {
+    for (const e of await readZstdFile(join(dir, f))) ids.push((e as { id: string }).id);
+  }
+  return ids;
+}
+
+test('following: new events are picked up on the next poll, an API outage restarts from the checkpoint, stop saves', async () => {
+  const sim = createSimulator({ events: 800, seed: 51 });
+  await sim.start();
+  const dir = await tempDir();
+  const stop = new AbortController();
+  try {
+    const options: PipelineOptions = {
+      orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, follow: true, intervalMs: 200,
+      statePath: join(dir, 'state.json'), output: { kind: 'local', dir: join(dir, 'out') },
+      maxRetries: 1, backoffBaseMs: 1, backoffCapMs: 2, restartDelayMs: 50, maxObjectAgeMs: 100, signal: stop.signal,
+    };
+    const run = runPipeline(options);
+    const until = async (cond: () => Promise<boolean>): Promise<void> => {
+      for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    // An outage longer than the retries: the pipeline fails, waits, rebuilds from the checkpoint.
+    sim.failNextRequests(['503', '503', '503', '503']);
+    sim.append(300);
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    sim.append(200, { late: true });
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    stop.abort();
+    const result = await run;
+    assert.equal(result.stopped, true);
+    const ids = await eventIds(join(dir, 'out'));
+    assert.equal(new Set(ids).size, ids.length, 'duplicates');
+    assert.deepEqual(new Set(ids), new Set(sim.truth().valid.keys()));
+    assert.equal(result.events, ids.length);
+    assert.ok(sim.stats.byStatus['503']! >= 4, 'the outage did not happen');
+  } finally {
+    stop.abort();
+    await sim.close();
+  }
+});
+
+test('a corrupt or truncated state file is a clear error, never a silent restart from zero', async () => {
+  const dir = await tempDir();
+  const statePath = join(dir, 'state.json');
+  const options: PipelineOptions = { orgId: 'o', apiKey: 'k', apiUrl: 'http://127.0.0.1:9', statePath, output: { kind: 'local', dir } };
+  for (const content of ['{"version":1,"stateId":"abcd', '', '[]', '{"version":1}']) {
+    await writeFile(statePath, content);
+    await assert.rejects(runPipeline(options), (err: unknown) => {
+      assert.ok(err instanceof StateError);
+      assert.match((err as Error).message, /unusable.*refusing to start again from zero/);
+      return true;
+    });
+  }
+});
