@@ -135,10 +135,42 @@ interface Epoch extends Tally {
   objects: Partial<Record<ObjectKind, OpenObject>>;
 }
 
-function serialize(records: readonly unknown[]): string {
-  let out = '';
-  for (let i = 0; i < records.length; i++) out += `${JSON.stringify(records[i])}\n`;
+/** How deep a quarantined copy of an unserialisable record is kept. */
+const TRUNCATE_DEPTH = 256;
+
+/** A copy of `value` with everything below `depth` levels replaced by a marker string. */
+export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth <= 0) return '[truncated: nested too deep]';
+  if (Array.isArray(value)) return value.map((v) => truncateDepth(v, depth - 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = truncateDepth(v, depth - 1);
   return out;
+}
+
+const TOO_DEEP = 'record: nested too deeply to serialise as JSON';
+
+/**
+ * JSON lines for `records`. `JSON.stringify` is recursive: a record nested a few thousand levels
+ * deep (JSON.parse accepts it) throws RangeError. Such records are handed to `onUnserialisable`
+ * instead of failing the batch, which would fail every retry of the same page forever.
+ */
+function serialize(records: readonly unknown[], onUnserialisable: (record: unknown) => void): string {
+  try {
+    let out = '';
+    for (let i = 0; i < records.length; i++) out += `${JSON.stringify(records[i])}\n`;
+    return out;
+  } catch {
+    let out = '';
+    for (const r of records) {
+      try {
+        out += `${JSON.stringify(r)}\n`;
+      } catch {
+        onUnserialisable(r);
+      }
+    }
+    return out;
+  }
 }
 
 export class ObjectSink extends Writable {
@@ -228,14 +260,38 @@ export class ObjectSink extends Writable {
       return;
     }
     epoch ??= this.#open(batch.hour);
+    let eventsText = '';
+    let eventCount = 0;
     if (batch.events.length > 0) {
+      const before = batch.quarantined.length;
+      eventsText = serialize(batch.events, (record) => batch.quarantined.push({ reason: TOO_DEEP, record: truncateDepth(record) }));
+      eventCount = batch.events.length - (batch.quarantined.length - before);
+    }
+    let quarantineText = '';
+    if (batch.quarantined.length > 0) {
+      let tooDeep = false;
+      quarantineText = serialize(batch.quarantined, () => { tooDeep = true; });
+      if (tooDeep) {
+        // An invalid record can be too deep as well: keep a truncated copy, with both reasons.
+        batch.quarantined = batch.quarantined.map((q) => {
+          try {
+            JSON.stringify(q);
+            return q;
+          } catch {
+            return { reason: `${q.reason}; ${TOO_DEEP}`, record: truncateDepth(q.record) };
+          }
+        });
+        quarantineText = serialize(batch.quarantined, () => {});
+      }
+    }
+    if (eventCount > 0) {
       const obj = epoch.objects.events ?? (await this.#openObject(epoch, 'events'));
-      await this.#writeTo(obj, batch.events);
-      epoch.events += batch.events.length;
+      await this.#writeTo(obj, eventsText, eventCount);
+      epoch.events += eventCount;
     }
     if (batch.quarantined.length > 0) {
       const obj = epoch.objects.quarantine ?? (await this.#openObject(epoch, 'quarantine'));
-      await this.#writeTo(obj, batch.quarantined);
+      await this.#writeTo(obj, quarantineText, batch.quarantined.length);
       epoch.quarantined += batch.quarantined.length;
     }
     this.#note(epoch, batch);
@@ -316,10 +372,9 @@ export class ObjectSink extends Writable {
     return obj;
   }
 
-  async #writeTo(obj: OpenObject, records: readonly unknown[]): Promise<void> {
-    const text = serialize(records);
+  async #writeTo(obj: OpenObject, text: string, records: number): Promise<void> {
     obj.rawBytes += Buffer.byteLength(text);
-    obj.records += records.length;
+    obj.records += records;
     if (!obj.zstd.write(text)) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => { obj.zstd.off('error', onError); resolve(); };

@@ -188,3 +188,25 @@ test('destroy aborts open uploads and leaves nothing under the prefix', async ()
   void new LocalDirStore({ dir }); // a new store starts with an empty .tmp
   void Writable;
 });
+
+test('a record nested too deeply for JSON.stringify is quarantined (truncated, with a reason), not a failed run', async () => {
+  // Regression: such a record parses, then made JSON.stringify throw RangeError in the sink, so
+  // every retry of the same page failed and the collector never got past it.
+  const deep = JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as unknown;
+  const dir = await tempDir();
+  const journal = new RecordingJournal(dir);
+  const sink = createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal });
+  const good = ev();
+  const bad = { ...ev(), deep };
+  await pipeline(Readable.from([batch([good, bad], H10, [{ reason: 'attributes.time: not RFC 3339', record: { deep } }])]), sink);
+  const evKey = journal.commits[0]!.keys.find((k) => k.startsWith('ev/'))!;
+  const qKey = journal.commits[0]!.keys.find((k) => k.startsWith('q/'))!;
+  assert.deepEqual(await readZstdFile(join(dir, evKey)), [good]);
+  const q = (await readZstdFile(join(dir, qKey))) as Array<{ reason: string; record: Record<string, unknown> }>;
+  assert.equal(q.length, 2);
+  assert.equal(q[0]!.reason, 'attributes.time: not RFC 3339; record: nested too deeply to serialise as JSON');
+  assert.equal(q[1]!.reason, 'record: nested too deeply to serialise as JSON');
+  assert.equal(q[1]!.record['id'], bad.id);
+  assert.match(JSON.stringify(q[1]!.record), /truncated: nested too deep/);
+  assert.deepEqual([journal.commits[0]!.events, journal.commits[0]!.quarantined], [1, 2]);
+});
