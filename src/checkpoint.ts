@@ -34,6 +34,8 @@ export interface CheckpointState {
   /** Random id of this state, part of every object name, so two states never collide. */
   stateId: string;
   orgId: string;
+  /** Where the collection began (epoch ms): the fallback if a cursor is rejected before any event. */
+  origin: number;
   position: Position;
   /** processedAt of the newest event in a complete object. */
   lastProcessedAt?: string;
@@ -53,6 +55,7 @@ export function newState(orgId: string, from: number): CheckpointState {
     version: 1,
     stateId: randomBytes(4).toString('hex'),
     orgId,
+    origin: from,
     position: { from, skip: 0 },
     seq: 0,
     dedupe: [],
@@ -75,6 +78,7 @@ function checkState(path: string, json: unknown): CheckpointState {
   if (s.version !== 1) throw invalid(path, `unknown version ${JSON.stringify(s.version)}`);
   if (typeof s.stateId !== 'string' || !/^[0-9a-f]{8}$/.test(s.stateId)) throw invalid(path, 'bad stateId');
   if (typeof s.orgId !== 'string') throw invalid(path, 'bad orgId');
+  if (typeof s.origin !== 'number') throw invalid(path, 'bad origin');
   const p = s.position;
   if (typeof p !== 'object' || p === null || typeof p.skip !== 'number' || (typeof p.cursor !== 'string' && typeof p.from !== 'number')) {
     throw invalid(path, 'bad position');
@@ -103,10 +107,12 @@ export async function loadState(path: string): Promise<CheckpointState | undefin
   return checkState(path, json);
 }
 
+let saveCount = 0;
+
 /** Writes the state atomically: a reader sees the old file or the new one, never a mix. */
 export async function saveState(path: string, state: CheckpointState): Promise<void> {
   state.updatedAt = new Date().toISOString();
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.${++saveCount}.tmp`;
   await mkdir(dirname(resolve(path)), { recursive: true });
   const fh = await open(tmp, 'w', 0o600);
   try {

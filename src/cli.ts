@@ -164,6 +164,8 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     apiKey = env['ATLASSIAN_API_KEY']?.trim();
   }
   if (apiKey === undefined || apiKey === '') throw new ConfigError('the API key is missing: set ATLASSIAN_API_KEY (or --api-key-file) to an organization API key');
+  // A key with spaces or control characters cannot be sent as a header; say so (without it).
+  if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new ConfigError('the API key contains spaces or characters that cannot be sent in a header: check ATLASSIAN_API_KEY or --api-key-file');
   const apiUrl = get(values, 'api-url', env);
   if (apiUrl !== undefined) {
     let u: URL;

@@ -14,13 +14,21 @@ export const systemClock: Clock = {
         clearTimeout(timer);
         resolve();
       };
-      // A wait may be long (a rate-limit reset can be an hour away): never hold the process open
-      // for it alone, and never sleep past an abort.
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, Math.max(0, ms));
+      // A wait may be long (a rate-limit reset can be hours away) and must never outlive an
+      // abort. setTimeout fires at once for delays over 2^31-1 ms, so long waits go in steps.
+      const until = Date.now() + Math.max(0, ms);
+      let timer: NodeJS.Timeout;
+      const step = (): void => {
+        const left = until - Date.now();
+        if (left <= 0) {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+          return;
+        }
+        timer = setTimeout(step, Math.min(left, 2 ** 31 - 1));
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
+      step();
     });
   },
 };

@@ -134,9 +134,8 @@ export function checkPrefixes(prefix: string, quarantinePrefix: string): void {
   }
 }
 
-/** Errors a restart cannot fix. */
+/** Errors a restart cannot fix: everything but the API or S3 failing for a while. */
 function isFatal(err: unknown): boolean {
-  if (!(err instanceof PipelineError)) return false;
   return !(err instanceof ApiError || err instanceof SinkError);
 }
 
@@ -189,6 +188,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
           apiKey: options.apiKey,
           start: state.position,
           lastProcessedAt: state.lastProcessedAt,
+          fallbackFrom: state.origin,
           pageSize: options.pageSize,
           follow: options.follow,
           intervalMs: options.intervalMs,
@@ -217,14 +217,15 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         break;
       } catch (err) {
         addTotals(totals, journal);
-        state = journal.state;
         if (options.abortSignal?.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
         if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
         const delay = options.restartDelayMs ?? 30_000;
         deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as PipelineError).code ?? 'unknown' });
         logger.error('the pipeline failed; restarting from the checkpoint', { error: describeError(err), restartInMs: delay, attempt: attempt + 1 });
-        await clock.sleep(delay, options.signal);
+        await clock.sleep(delay, AbortSignal.any([options.signal, options.abortSignal].filter((x) => x !== undefined)));
         if (options.signal?.aborted) break;
+        // Start again from what is on disk: the checkpoint is the only truth about what is in S3.
+        state = (await loadState(statePath)) ?? state;
       }
     }
     outcome = options.signal?.aborted ? 'stopped' : 'ok';

@@ -197,6 +197,8 @@ export class ObjectSink extends Writable {
   /** Serialises writes, age-triggered closes and the final flush. */
   #queue: Promise<void> = Promise.resolve();
   #ageTimer: NodeJS.Timeout | undefined;
+  /** Set by _destroy: work still in flight must stop at its next step, never open or commit. */
+  #gone = false;
   /** Totals over the sink's life, in complete objects. */
   readonly totals = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
 
@@ -217,7 +219,10 @@ export class ObjectSink extends Writable {
   }
 
   #serial(fn: () => Promise<void>): Promise<void> {
-    const next = this.#queue.then(fn);
+    const next = this.#queue.then(() => {
+      this.#alive();
+      return fn();
+    });
     this.#queue = next.catch(() => {});
     return next;
   }
@@ -234,11 +239,24 @@ export class ObjectSink extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.#gone = true;
     clearTimeout(this.#ageTimer);
-    const epoch = this.#epoch;
-    this.#epoch = undefined;
-    if (epoch === undefined) return cb(err);
-    this.#abortEpoch(epoch).then(() => cb(err), () => cb(err));
+    const abortOpen = async (): Promise<void> => {
+      const epoch = this.#epoch;
+      this.#epoch = undefined;
+      if (epoch !== undefined) await this.#abortEpoch(epoch);
+    };
+    // Abort what is open (which unblocks a write waiting on it), let in-flight work notice #gone,
+    // then abort anything it opened in the meantime.
+    abortOpen()
+      .then(() => Promise.race([this.#queue, new Promise((r) => setTimeout(r, 10_000).unref())]))
+      .then(abortOpen)
+      .then(() => cb(err), () => cb(err));
+  }
+
+  /** Throws once the sink is destroyed; called after every await that could outlive it. */
+  #alive(): void {
+    if (this.#gone) throw new SinkError('the sink was destroyed');
   }
 
   #wrap(err: unknown): Error {
@@ -250,6 +268,7 @@ export class ObjectSink extends Writable {
     let epoch = this.#epoch;
     if (epoch !== undefined && hasContent && (batch.hour !== epoch.hour || this.#expired(epoch))) {
       await this.#close(batch.hour !== epoch.hour ? 'hour' : 'age');
+      this.#alive();
       epoch = undefined;
     }
     if (!hasContent) {
@@ -359,7 +378,12 @@ export class ObjectSink extends Writable {
     // --single-thread: the CLI's default worker thread compresses multi-MB jobs, so output lags
     // input by megabytes (size limits overshoot) and ~10 MB of input sits in the process when
     // the store stalls; single-threaded it streams block by block and holds ~2.5 MB.
+    this.#alive();
     const zstd = await compress(this.#level, { zstdOptions: ['--single-thread'] });
+    if (this.#gone) {
+      zstd.destroy();
+      this.#alive();
+    }
     const counter = new ByteCounter();
     const upload = this.#store.open(key, kind);
     const flowing = pipeline(zstd, counter, upload.body);
@@ -377,10 +401,12 @@ export class ObjectSink extends Writable {
     obj.records += records;
     if (!obj.zstd.write(text)) {
       await new Promise<void>((resolve, reject) => {
-        const onDrain = (): void => { obj.zstd.off('error', onError); resolve(); };
-        const onError = (e: Error): void => { obj.zstd.off('drain', onDrain); reject(e); };
+        const onDrain = (): void => { obj.zstd.off('error', onError); obj.zstd.off('close', onClose); resolve(); };
+        const onError = (e: Error): void => { obj.zstd.off('drain', onDrain); obj.zstd.off('close', onClose); reject(e); };
+        const onClose = (): void => { obj.zstd.off('drain', onDrain); obj.zstd.off('error', onError); reject(new SinkError('the compressor closed')); };
         obj.zstd.once('drain', onDrain);
         obj.zstd.once('error', onError);
+        obj.zstd.once('close', onClose);
         // The upload may fail while we wait for the compressor to drain.
         obj.complete.catch(reject);
       });
@@ -436,6 +462,7 @@ export class ObjectSink extends Writable {
   }
 
   async #commit(state: Tally, keys: string[]): Promise<void> {
+    this.#alive();
     if (this.#journal === undefined || state.position === undefined) return;
     await this.#journal.commit({
       position: state.position,

@@ -38,6 +38,10 @@ export interface S3ClientOptions {
   region?: string;
   /** Attempts per request, retries included. Default 6. */
   maxAttempts?: number;
+  /** Socket inactivity limit per request; a stalled server then fails and is retried. Default 120,000. */
+  requestTimeoutMs?: number;
+  /** Connection set-up limit. Default 10,000. */
+  connectionTimeoutMs?: number;
 }
 
 /** An S3Client set up for streaming uploads to AWS or S3-compatible servers. */
@@ -48,6 +52,12 @@ export function createS3Client(options: S3ClientOptions = {}): S3Client {
     region: options.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
     maxAttempts: options.maxAttempts ?? 6,
     retryMode: 'standard',
+    // Without these the SDK waits for a stalled server forever, and so would the pipeline.
+    requestHandler: {
+      requestTimeout: options.requestTimeoutMs ?? 120_000,
+      connectionTimeout: options.connectionTimeoutMs ?? 10_000,
+      throwOnRequestTimeout: true,
+    },
     // Streaming bodies with the default checksums are rejected by radosgw (411) and corrupted by
     // some other S3-compatible servers; S3 itself does not require them.
     requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -41,6 +41,11 @@ export interface AtlassianEventsOptions {
   start: Position;
   /** processedAt (RFC 3339) of the last event already handled, for the invalid-cursor fallback. */
   lastProcessedAt?: string;
+  /**
+   * Where the collection began (epoch ms): the fallback when a cursor is rejected before any
+   * event with a processedAt was handled. Default: `start.from`, else 0.
+   */
+  fallbackFrom?: number;
   /** `limit` asked of the API. Default 500 (the API's maximum). */
   pageSize?: number;
   /** Keep polling every `intervalMs` after catching up (true) or end the stream (false). Default false. */
@@ -120,6 +125,8 @@ export function retryHintMs(headers: Record<string, string | string[] | undefine
 }
 
 const HOUR_UNKNOWN = -1;
+const MIN_RATE_LIMIT_WAIT_MS = 1000;
+const MAX_RATE_LIMIT_WAIT_MS = 24 * 3_600_000;
 
 /** The UTC hour a raw record belongs to: its processedAt, else its time, else unknown. */
 function recordHour(record: unknown): number {
@@ -215,6 +222,7 @@ class EventsStreamReadable extends Readable {
       backoffCapMs: options.backoffCapMs ?? 60_000,
       maxPageBytes: options.maxPageBytes ?? 64 * 1024 * 1024,
       highWaterMark: options.highWaterMark ?? 1,
+      fallbackFrom: options.fallbackFrom ?? options.start.from ?? 0,
       signal: options.signal,
     };
     this.#deps = {
@@ -273,17 +281,19 @@ class EventsStreamReadable extends Readable {
     const { follow, intervalMs } = this.#opts;
     const { clock, metrics } = this.#deps;
     for (;;) {
-      const pos = this.#position;
-      const page = await this.#fetchWithRetries(pos);
-      if (page === undefined) return; // stopping
+      const fetched = await this.#fetchWithRetries(this.#position);
+      if (fetched === undefined) return; // stopping
+      // The position actually fetched: a rejected cursor is replaced by a time-based one.
+      const { page, pos } = fetched;
       const fresh = pos.skip > 0 ? page.records.slice(pos.skip) : page.records;
       metrics?.eventsReceived.inc(fresh.length);
-      const after: Position = page.next !== null
-        ? { cursor: page.next, skip: 0 }
-        : { ...pos, skip: pos.skip + fresh.length };
+      // A null next, or a next equal to the cursor just used, means "this is the end for now":
+      // stay on this page and remember how much of it was handled.
+      const stays = page.next === null || (page.next === pos.cursor && pos.cursor !== undefined);
+      const after: Position = stays ? { ...pos, skip: pos.skip + fresh.length } : { cursor: page.next!, skip: 0 };
       yield* this.#cut(pos, fresh, after);
       // Caught up: nothing on the page, no next cursor, or a next cursor that goes nowhere.
-      const caughtUp = page.records.length === 0 || page.next === null || (page.next === pos.cursor && fresh.length === 0);
+      const caughtUp = page.records.length === 0 || stays;
       if (!caughtUp) continue;
       if (metrics !== undefined) {
         metrics.health.lastPollSuccessMs = clock.now();
@@ -346,7 +356,7 @@ class EventsStreamReadable extends Readable {
   }
 
   /** Fetches one page, retrying transient failures. Undefined when stopping. */
-  async #fetchWithRetries(pos: Position): Promise<Page | undefined> {
+  async #fetchWithRetries(pos: Position): Promise<{ page: Page; pos: Position } | undefined> {
     const { clock, logger, metrics } = this.#deps;
     let failures = 0;
     let rateLimited = 0;
@@ -355,10 +365,7 @@ class EventsStreamReadable extends Readable {
       if (this.#stopping) return undefined;
       if (this.#destroyed.signal.aborted) throw new AbortError();
       const outcome = await this.#fetchOnce(current);
-      if (outcome.ok) {
-        if (current !== pos) this.#position = current; // the cursor fallback moved us
-        return outcome.page;
-      }
+      if (outcome.ok) return { page: outcome.page, pos: current };
       if ('fatal' in outcome) {
         if (outcome.fatal instanceof InvalidCursorError && current.cursor !== undefined) {
           current = this.#fallbackPosition();
@@ -374,7 +381,10 @@ class EventsStreamReadable extends Readable {
       let waitMs: number;
       if (outcome.retry === 'rate_limit') {
         rateLimited++;
-        waitMs = outcome.waitMs ?? this.#backoff(rateLimited);
+        // Honour hints of any length, but never retry at once (a hint of 0, or a reset time that
+        // already passed, would become a tight loop) and never beyond a day (a nonsense hint).
+        const hint = outcome.waitMs;
+        waitMs = hint === undefined ? this.#backoff(rateLimited) : Math.min(Math.max(hint, MIN_RATE_LIMIT_WAIT_MS), MAX_RATE_LIMIT_WAIT_MS);
         metrics?.rateLimitWaitSeconds.inc(waitMs / 1000);
         logger.warn('rate limited by the API; waiting', { waitMs: Math.round(waitMs) });
       } else {
@@ -392,7 +402,7 @@ class EventsStreamReadable extends Readable {
 
   #fallbackPosition(): Position {
     const last = this.#lastProcessedAt === undefined ? undefined : parseRfc3339(this.#lastProcessedAt);
-    const from = last === undefined ? (this.#opts.start.from ?? 0) : last - this.#opts.cursorFallbackOverlapMs;
+    const from = last === undefined ? this.#opts.fallbackFrom : last - this.#opts.cursorFallbackOverlapMs;
     return { from: Math.max(0, from), skip: 0 };
   }
 
@@ -434,6 +444,9 @@ class EventsStreamReadable extends Readable {
     if (status === 200) {
       const page = parsePage(text);
       if (typeof page === 'string') return { ok: false, retry: 'malformed', detail: page };
+      if (page.records.length > this.#opts.pageSize) {
+        return { ok: false, retry: 'malformed', detail: `page has ${page.records.length} records, more than the ${this.#opts.pageSize} asked for` };
+      }
       return { ok: true, page };
     }
     const code = apiErrorCode(text);

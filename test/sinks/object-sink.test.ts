@@ -210,3 +210,23 @@ test('a record nested too deeply for JSON.stringify is quarantined (truncated, w
   assert.match(JSON.stringify(q[1]!.record), /truncated: nested too deep/);
   assert.deepEqual([journal.commits[0]!.events, journal.commits[0]!.quarantined], [1, 2]);
 });
+
+test('work in flight when the sink is destroyed never opens, writes or commits afterwards', async () => {
+  // Regression: a write waiting on journal.reserve carried on after destroy, started zstd and an
+  // upload, and later committed a checkpoint behind the back of the next pipeline.
+  const dir = await tempDir();
+  const journal = new RecordingJournal(dir);
+  const slowReserve = journal.reserve.bind(journal);
+  journal.reserve = async (kind, hour) => {
+    await new Promise((r) => setTimeout(r, 200));
+    return slowReserve(kind, hour);
+  };
+  const sink = createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/', maxObjectAgeMs: 100 }, { journal });
+  sink.on('error', () => {});
+  sink.write(batch([ev()]));
+  await new Promise((r) => setTimeout(r, 50));
+  sink.destroy();
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(journal.commits.length, 0);
+  assert.deepEqual(await listFiles(dir), []);
+});

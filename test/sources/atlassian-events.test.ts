@@ -203,3 +203,47 @@ test('a request that hangs past the per-request timeout is abandoned and retried
     assert.ok(Date.now() - t0 < 4_000, 'the slow request was waited for instead of timed out');
   });
 });
+
+test('a rejected cursor with a skip count: the fallback page is not skipped and the rejected cursor is not kept', async () => {
+  // Regression: the page fetched with `from` after a rejected {cursor, skip: 100} was sliced by
+  // the old skip, and the old cursor stayed the position, so new events were lost.
+  await withSim({ events: 600, seed: 13, endStyle: 'null', duplicateRate: 0 }, async (sim) => {
+    const first = createAtlassianEventsSource(opts(sim));
+    const before = await drain(first);
+    const position = first.position;
+    assert.ok(position.cursor !== undefined && position.skip > 0, JSON.stringify(position));
+    const lastProcessedAt = before.map((b) => b.lastProcessedAt).filter((x) => x !== undefined).at(-1)!;
+    sim.append(5);
+    sim.invalidateCursors();
+    const again = createAtlassianEventsSource(opts(sim, { start: position, lastProcessedAt }));
+    const records = ids(await drain(again));
+    const seen = new Set(ids(before).map((r) => JSON.stringify(r)));
+    assert.equal(records.filter((r) => !seen.has(JSON.stringify(r))).length, 5, 'the new events were not all delivered');
+    assert.notEqual(again.position.cursor, position.cursor, 'the rejected cursor is still the position');
+  });
+});
+
+test('an API that answers a cursor with itself as next is caught up, not a tight loop; Retry-After: 0 waits 1 s', async () => {
+  const { createServer } = await import('node:http');
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    if (requests === 1) return void res.writeHead(429, { 'retry-after': '0' }).end();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ data: [{ id: 'a' }, { id: 'b' }], meta: { next: 'SAME' } }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const clock = fastClock();
+    const src = createAtlassianEventsSource({ apiUrl: `http://127.0.0.1:${port}`, orgId: 'o', apiKey: 'k', start: { cursor: 'SAME', skip: 0 } }, { clock });
+    assert.equal(ids(await drain(src)).length, 2);
+    assert.deepEqual(src.position, { cursor: 'SAME', skip: 2 });
+    assert.equal(requests, 2);
+    assert.deepEqual(clock.waits, [1000]);
+    const next = createAtlassianEventsSource({ apiUrl: `http://127.0.0.1:${port}`, orgId: 'o', apiKey: 'k', start: src.position });
+    assert.equal(ids(await drain(next)).length, 0);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
