@@ -128,27 +128,20 @@ const HOUR_UNKNOWN = -1;
 const MIN_RATE_LIMIT_WAIT_MS = 1000;
 const MAX_RATE_LIMIT_WAIT_MS = 24 * 3_600_000;
 
-/** The UTC hour a raw record belongs to: its processedAt, else its time, else unknown. */
-function recordHour(record: unknown): number {
-  if (typeof record !== 'object' || record === null) return HOUR_UNKNOWN;
+/**
+ * The UTC hour a raw record belongs to (its processedAt, else its time, else unknown), and its
+ * processedAt when that is valid: one parse of each field per record.
+ */
+function recordTimes(record: unknown): { hour: number; processedAt: string | undefined } {
+  const none = { hour: HOUR_UNKNOWN, processedAt: undefined };
+  if (typeof record !== 'object' || record === null) return none;
   const attrs = (record as { attributes?: unknown }).attributes;
-  if (typeof attrs !== 'object' || attrs === null) return HOUR_UNKNOWN;
+  if (typeof attrs !== 'object' || attrs === null) return none;
   const { processedAt, time } = attrs as { processedAt?: unknown; time?: unknown };
-  for (const v of [processedAt, time]) {
-    if (typeof v === 'string') {
-      const ms = parseRfc3339(v);
-      if (ms !== undefined) return hourOf(ms);
-    }
-  }
-  return HOUR_UNKNOWN;
-}
-
-function processedAtOf(record: unknown): string | undefined {
-  if (typeof record !== 'object' || record === null) return undefined;
-  const attrs = (record as { attributes?: unknown }).attributes;
-  if (typeof attrs !== 'object' || attrs === null) return undefined;
-  const v = (attrs as { processedAt?: unknown }).processedAt;
-  return typeof v === 'string' && parseRfc3339(v) !== undefined ? v : undefined;
+  const p = typeof processedAt === 'string' ? parseRfc3339(processedAt) : undefined;
+  if (p !== undefined) return { hour: hourOf(p), processedAt: processedAt as string };
+  const t = typeof time === 'string' ? parseRfc3339(time) : undefined;
+  return { hour: t === undefined ? HOUR_UNKNOWN : hourOf(t), processedAt: undefined };
 }
 
 async function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
@@ -338,12 +331,11 @@ class EventsStreamReadable extends Readable {
       return batch;
     };
     for (let i = 0; i < records.length; i++) {
-      const h = recordHour(records[i]);
+      const { hour: h, processedAt: p } = recordTimes(records[i]);
       if (h !== HOUR_UNKNOWN && h !== hour) {
         if (i > start) yield emit(i, { ...pos, skip: pos.skip + i });
         hour = h;
       }
-      const p = processedAtOf(records[i]);
       if (p !== undefined && (lastProcessedAt === undefined || p > lastProcessedAt)) lastProcessedAt = p;
     }
     yield emit(records.length, after);
