@@ -22,6 +22,7 @@ export interface RunSummary {
   startedAt: string;
   finishedAt: string;
   outcome: 'ok' | 'error' | 'stopped';
+  fetched: number;
   events: number;
   quarantined: number;
   duplicates: number;
@@ -45,7 +46,8 @@ export interface CheckpointState {
   dedupe: string[];
   /** Keys reserved but not committed: a crashed run may have completed them. */
   inflight: Partial<Record<ObjectKind, string>>;
-  totals: { events: number; quarantined: number; duplicates: number; objects: number };
+  /** `fetched` = records received = events + quarantined + duplicates (absent in older files). */
+  totals: { fetched?: number; events: number; quarantined: number; duplicates: number; objects: number };
   updatedAt: string;
   lastRun?: RunSummary;
 }
@@ -60,7 +62,7 @@ export function newState(orgId: string, from: number): CheckpointState {
     seq: 0,
     dedupe: [],
     inflight: {},
-    totals: { events: 0, quarantined: 0, duplicates: 0, objects: 0 },
+    totals: { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0 },
     updatedAt: new Date().toISOString(),
   };
 }
@@ -203,7 +205,7 @@ export class StateJournal implements SinkJournal {
   readonly #opts: StateJournalOptions;
   readonly #pending: Partial<Record<ObjectKind, string>>;
   /** Commits and reservations since this journal was made. */
-  readonly session = { events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
+  readonly session = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
 
   constructor(state: CheckpointState, options: StateJournalOptions) {
     this.state = state;
@@ -240,10 +242,12 @@ export class StateJournal implements SinkJournal {
     for (const kind of ['events', 'quarantine'] as const) {
       if (s.inflight[kind] !== undefined && c.keys.includes(s.inflight[kind])) delete s.inflight[kind];
     }
+    s.totals.fetched = (s.totals.fetched ?? 0) + c.fetched;
     s.totals.events += c.events;
     s.totals.quarantined += c.quarantined;
     s.totals.duplicates += c.duplicates;
     s.totals.objects += c.keys.length;
+    this.session.fetched += c.fetched;
     this.session.events += c.events;
     this.session.quarantined += c.quarantined;
     this.session.duplicates += c.duplicates;

@@ -237,6 +237,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
 function printSummary(result: PipelineResult, out: NodeJS.WritableStream): void {
   out.write(
     [
+      `records fetched:  ${result.fetched} (= written + quarantined + duplicates)`,
       `events written:   ${result.events}`,
       `objects:          ${result.objects}`,
       `quarantined:      ${result.quarantined}`,

@@ -106,6 +106,8 @@ export interface PipelineDeps {
 }
 
 export interface PipelineResult {
+  /** Records received from the API and committed: always events + quarantined + duplicates. */
+  fetched: number;
   events: number;
   quarantined: number;
   duplicates: number;
@@ -162,7 +164,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   const s3 = options.output.kind === 's3'
     ? deps.s3Client ?? createS3Client({ endpoint: options.output.endpoint, forcePathStyle: options.output.forcePathStyle, region: options.output.region })
     : undefined;
-  const totals = { events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
+  const totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
   let outcome: RunSummary['outcome'] = 'error';
   let failure: unknown;
   try {
@@ -245,6 +247,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         startedAt,
         finishedAt: new Date(clock.now()).toISOString(),
         outcome,
+        fetched: totals.fetched,
         events: totals.events,
         quarantined: totals.quarantined,
         duplicates: totals.duplicates,
@@ -258,13 +261,14 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   }
 }
 
-function addTotals(totals: { events: number; quarantined: number; duplicates: number; objects: number; keys: string[] }, journal: StateJournal): void {
+function addTotals(totals: { fetched: number; events: number; quarantined: number; duplicates: number; objects: number; keys: string[] }, journal: StateJournal): void {
   const s = journal.session;
+  totals.fetched += s.fetched;
   totals.events += s.events;
   totals.quarantined += s.quarantined;
   totals.duplicates += s.duplicates;
   totals.objects += s.objects;
   totals.keys.push(...s.keys);
-  s.events = s.quarantined = s.duplicates = s.objects = 0;
+  s.fetched = s.events = s.quarantined = s.duplicates = s.objects = 0;
   s.keys = [];
 }

@@ -61,4 +61,9 @@ export interface Batch {
   dedupeMark?: number;
   /** Set by the dedupe stage: how many events it dropped from this batch as duplicates. */
   duplicates?: number;
+  /**
+   * How many records the source delivered in this batch. Set by validate when it moves `records`
+   * into `events`/`quarantined`. The sink checks fetched = events + quarantined + duplicates.
+   */
+  fetched?: number;
 }

@@ -58,6 +58,8 @@ export interface EpochCommit {
   lastProcessedAt: string | undefined;
   /** DedupeWindow mark after the epoch's last batch, if a dedupe stage stamped the batches. */
   dedupeMark: number | undefined;
+  /** Records received from the source in this epoch's batches: events + quarantined + duplicates. */
+  fetched: number;
   events: number;
   quarantined: number;
   duplicates: number;
@@ -124,6 +126,7 @@ interface Tally {
   position: Position | undefined;
   lastProcessedAt: string | undefined;
   dedupeMark: number | undefined;
+  fetched: number;
   events: number;
   quarantined: number;
   duplicates: number;
@@ -200,7 +203,7 @@ export class ObjectSink extends Writable {
   /** Set by _destroy: work still in flight must stop at its next step, never open or commit. */
   #gone = false;
   /** Totals over the sink's life, in complete objects. */
-  readonly totals = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
+  readonly totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
 
   constructor(options: ObjectSinkOptions, deps: ObjectSinkDeps) {
     super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
@@ -264,6 +267,17 @@ export class ObjectSink extends Writable {
   }
 
   async #handle(batch: Batch): Promise<void> {
+    // Every record the source delivered must be accounted for: written, quarantined or counted
+    // as a duplicate. A batch that does not add up (a stage missing, e.g. no validate before the
+    // sink, or a stage that lost records) would drop events silently, so it fails the run.
+    const fetched = batch.records.length + (batch.fetched ?? 0);
+    const accounted = batch.events.length + batch.quarantined.length + (batch.duplicates ?? 0);
+    if (fetched !== accounted) {
+      throw new SinkError(
+        `a batch does not reconcile: ${fetched} records received but ${batch.events.length} events + ` +
+          `${batch.quarantined.length} quarantined + ${batch.duplicates ?? 0} duplicates (is validate before the sink?)`,
+      );
+    }
     const hasContent = batch.events.length > 0 || batch.quarantined.length > 0;
     let epoch = this.#epoch;
     if (epoch !== undefined && hasContent && (batch.hour !== epoch.hour || this.#expired(epoch))) {
@@ -319,7 +333,7 @@ export class ObjectSink extends Writable {
   }
 
   #idleState(): Tally {
-    this.#idle ??= { position: undefined, lastProcessedAt: undefined, dedupeMark: undefined, events: 0, quarantined: 0, duplicates: 0 };
+    this.#idle ??= { position: undefined, lastProcessedAt: undefined, dedupeMark: undefined, fetched: 0, events: 0, quarantined: 0, duplicates: 0 };
     return this.#idle;
   }
 
@@ -328,6 +342,7 @@ export class ObjectSink extends Writable {
     if (batch.lastProcessedAt !== undefined) target.lastProcessedAt = batch.lastProcessedAt;
     if (batch.dedupeMark !== undefined) target.dedupeMark = batch.dedupeMark;
     target.duplicates += batch.duplicates ?? 0;
+    target.fetched += batch.records.length + (batch.fetched ?? 0);
   }
 
   #expired(epoch: Epoch): boolean {
@@ -344,6 +359,7 @@ export class ObjectSink extends Writable {
       position: idle?.position,
       lastProcessedAt: idle?.lastProcessedAt,
       dedupeMark: idle?.dedupeMark,
+      fetched: idle?.fetched ?? 0,
       events: 0,
       quarantined: 0,
       duplicates: idle?.duplicates ?? 0,
@@ -444,6 +460,7 @@ export class ObjectSink extends Writable {
       const t = Date.parse(epoch.lastProcessedAt);
       if (Number.isFinite(t)) m?.newestProcessedAt.set(t / 1000);
     }
+    this.totals.fetched += epoch.fetched;
     this.totals.events += epoch.events;
     this.totals.quarantined += epoch.quarantined;
     this.totals.duplicates += epoch.duplicates;
@@ -458,6 +475,7 @@ export class ObjectSink extends Writable {
     this.#idle = undefined;
     this.#metrics?.eventsDuplicate.inc(idle.duplicates);
     this.totals.duplicates += idle.duplicates;
+    this.totals.fetched += idle.fetched;
     await this.#commit(idle, []);
   }
 
@@ -468,6 +486,7 @@ export class ObjectSink extends Writable {
       position: state.position,
       lastProcessedAt: state.lastProcessedAt,
       dedupeMark: state.dedupeMark,
+      fetched: state.fetched,
       events: state.events,
       quarantined: state.quarantined,
       duplicates: state.duplicates,

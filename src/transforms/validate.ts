@@ -137,6 +137,7 @@ export function validateBatch(batch: Batch, maxIdLength = 256): Batch {
     if (reason === undefined) batch.events.push(record as AuditEvent);
     else batch.quarantined.push({ reason, record } satisfies QuarantineRecord);
   }
+  batch.fetched = (batch.fetched ?? 0) + records.length;
   batch.records = [];
   return batch;
 }

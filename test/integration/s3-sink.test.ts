@@ -16,6 +16,7 @@ let n = 0;
 function bigBatches(count: number, perBatch: number, bytes: number): Batch[] {
   return Array.from({ length: count }, (_, i) => ({
     records: [],
+    fetched: perBatch,
     events: Array.from({ length: perBatch }, () => ({ id: `e${++n}`, type: 'events', attributes: { time: '2026-11-21T10:00:00.000Z' }, links: {}, blob: randomBytes(bytes).toString('base64') }) as AuditEvent),
     quarantined: [],
     position: { cursor: `c${i}`, skip: 0 },

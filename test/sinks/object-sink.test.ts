@@ -23,7 +23,7 @@ function ev(payload = 'x'): AuditEvent {
 
 function batch(events: AuditEvent[], hour = H10, quarantined: Batch['quarantined'] = []): Batch {
   seq++;
-  return { records: [], events, quarantined, position: { cursor: `c${seq}`, skip: 0 }, hour, lastProcessedAt: '2026-11-21T10:00:01.000Z' };
+  return { records: [], fetched: events.length + quarantined.length, events, quarantined, position: { cursor: `c${seq}`, skip: 0 }, hour, lastProcessedAt: '2026-11-21T10:00:01.000Z' };
 }
 
 class RecordingJournal implements SinkJournal {
@@ -229,4 +229,26 @@ test('work in flight when the sink is destroyed never opens, writes or commits a
   await new Promise((r) => setTimeout(r, 600));
   assert.equal(journal.commits.length, 0);
   assert.deepEqual(await listFiles(dir), []);
+});
+
+test('counts reconcile: a batch whose records are not all written, quarantined or counted as duplicates fails the run', async () => {
+  const dir = await tempDir();
+  const journal = new RecordingJournal(dir);
+  // Raw records straight from a source, no validate stage: nothing would be written for them.
+  const raw: Batch = { records: [ev(), ev()], events: [], quarantined: [], position: { cursor: 'raw', skip: 0 }, hour: H10 };
+  await assert.rejects(
+    pipeline(Readable.from([raw]), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal })),
+    (err: unknown) => err instanceof SinkError && /2 records received but 0 events \+ 0 quarantined \+ 0 duplicates/.test(err.message),
+  );
+  // A stage that lost one event on the way.
+  const lossy = batch([ev(), ev()]);
+  lossy.events.pop();
+  await assert.rejects(pipeline(Readable.from([lossy]), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal })), SinkError);
+  assert.equal(journal.commits.length, 0, 'nothing committed past a batch that does not add up');
+  // One that adds up: fetched is committed alongside the counts.
+  const ok = batch([ev(), ev(), ev()], H10, [{ reason: 'id: missing', record: {} }]);
+  ok.fetched = 5;
+  ok.duplicates = 1;
+  await pipeline(Readable.from([ok]), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal }));
+  assert.deepEqual(journal.commits.map((c) => [c.fetched, c.events, c.quarantined, c.duplicates]), [[5, 3, 1, 1]]);
 });
