@@ -1,7 +1,8 @@
 /**
- * dedupe: drops events whose `id` was already admitted, within a bounded window of recent ids.
+ * dedupe: drops events whose `id` was already admitted, within a bounded window of recent ids,
+ * and invalid records whose id was already quarantined (records without an id are all kept).
  *
- * In/out: Batch (valid events). Each batch leaves with `duplicates` (how many it lost) and
+ * In/out: Batch (valid events and quarantined records). Each batch leaves with `duplicates` (how many it lost) and
  * `dedupeMark` (the window's admission count after it), which the checkpoint uses to save
  * exactly the ids of events that are in complete objects.
  * Memory: the window holds the last `windowSize` committed ids plus every id admitted since the
@@ -92,16 +93,43 @@ export class DedupeWindow {
   }
 }
 
-/** Drops duplicate ids from the batch in place and stamps it. Returns the batch. */
+/**
+ * The window entry of an invalid record that has a usable id (a non-empty string of at most 256
+ * characters), kept apart from event ids so a valid event is never dropped for an invalid record
+ * of the same id. Undefined without one: a record with no id cannot be told from another record
+ * with the same content, so it is never dropped.
+ */
+function quarantineKey(record: unknown): string | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  const id = (record as { id?: unknown }).id;
+  return typeof id === 'string' && id.length > 0 && id.length <= 256 ? `\u0000quarantined:${id}` : undefined;
+}
+
+/**
+ * Drops duplicates from the batch in place and stamps it. Returns the batch. Events are
+ * duplicates when their `id` was admitted; invalid records when an invalid record with the same
+ * id was (the API re-delivers them too, e.g. in the overlap re-read after a rejected cursor).
+ */
 export function dedupeBatch(batch: Batch, window: DedupeWindow): Batch {
-  const { events } = batch;
+  const { events, quarantined } = batch;
   let kept = 0;
   for (let i = 0; i < events.length; i++) {
     const event = events[i]!;
     if (window.admit(event.id)) events[kept++] = event;
   }
-  batch.duplicates = (batch.duplicates ?? 0) + (events.length - kept);
+  let duplicates = events.length - kept;
   events.length = kept;
+  if (quarantined.length > 0) {
+    let q = 0;
+    for (let i = 0; i < quarantined.length; i++) {
+      const entry = quarantined[i]!;
+      const key = quarantineKey(entry.record);
+      if (key === undefined || window.admit(key)) quarantined[q++] = entry;
+    }
+    duplicates += quarantined.length - q;
+    quarantined.length = q;
+  }
+  batch.duplicates = (batch.duplicates ?? 0) + duplicates;
   batch.dedupeMark = window.mark;
   return batch;
 }

@@ -18,7 +18,9 @@ export interface NormalizeTimeOptions {
 
 /** The canonical form of an RFC 3339 string, or undefined if it is not one. */
 export function normalizeTime(value: string): string | undefined {
-  if (isCanonical(value)) return value;
+  // A leap second ("…23:59:60.000Z") has the canonical shape but is not what toISOString prints,
+  // and Date.parse reads it as NaN: it must be rewritten as the next second like "…:60Z" is.
+  if (isCanonical(value) && value.charCodeAt(17) !== 0x36 /* '6' */) return value;
   const ms = parseRfc3339(value);
   return ms === undefined ? undefined : formatCanonical(ms);
 }

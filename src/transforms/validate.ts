@@ -8,8 +8,9 @@
  * Backpressure: a plain Transform; it holds at most one batch when downstream is slow.
  * Errors: none from records; a bad record is quarantined, never thrown.
  *
- * The schema: `type`, `id`, `attributes`, `links` are required; `attributes.time` is an RFC 3339
- * string. Optional fields are checked for the types the schema names when present and not null
+ * The schema: `type`, `id`, `attributes`, `links` are required; `attributes.time` (and
+ * `processedAt` when present) is an RFC 3339 string whose instant lies in years 0000–9999 UTC.
+ * Optional fields are checked for the types the schema names when present and not null
  * (the API sends `null` and `{}` for absent optional objects). Unknown keys are kept as received.
  */
 import { Transform } from 'node:stream';
@@ -52,6 +53,21 @@ function checkLinks(obj: Record<string, unknown>, path: string): string | undefi
   return optString(links, 'self', `${path}.links`) ?? optString(links, 'alt', `${path}.links`);
 }
 
+/** Epoch ms of 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the years formatCanonical (time.ts) writes. */
+const MIN_TIME_MS = -62167219200000;
+const MAX_TIME_MS = 253402300799999;
+
+/** Reason an RFC 3339 field's string is unusable, or undefined. */
+function checkTime(value: string, path: string): string | undefined {
+  const ms = parseRfc3339(value);
+  if (ms === undefined) return `${path}: not RFC 3339`;
+  // "9999-12-31T23:59:60Z" and "0000-01-01T00:00:00+01:00" are RFC 3339, but in UTC they fall
+  // outside years 0000–9999: `time` has no canonical form (normalize-time would quarantine the
+  // event as "not RFC 3339") and a `processedAt` there would name an hour like "-000/01/12/31".
+  if (ms < MIN_TIME_MS || ms > MAX_TIME_MS) return `${path}: outside years 0000-9999 in UTC`;
+  return undefined;
+}
+
 function checkRefs(attrs: Record<string, unknown>, key: 'context' | 'container'): string | undefined {
   const v = attrs[key];
   if (v === undefined || v === null) return undefined;
@@ -90,14 +106,16 @@ export function validateRecord(record: unknown, maxIdLength = 256): string | und
   const time = attrs['time'];
   if (time === undefined || time === null) return 'attributes.time: missing';
   if (typeof time !== 'string') return `attributes.time: expected string, got ${kind(time)}`;
-  if (parseRfc3339(time) === undefined) return 'attributes.time: not RFC 3339';
+  let r = checkTime(time, 'attributes.time');
+  if (r !== undefined) return r;
   const processedAt = attrs['processedAt'];
   if (processedAt !== undefined && processedAt !== null) {
     if (typeof processedAt !== 'string') return `attributes.processedAt: expected string, got ${kind(processedAt)}`;
-    if (parseRfc3339(processedAt) === undefined) return 'attributes.processedAt: not RFC 3339';
+    r = checkTime(processedAt, 'attributes.processedAt');
+    if (r !== undefined) return r;
   }
 
-  let r = optString(attrs, 'action', 'attributes') ?? optObject(attrs, 'actor', 'attributes');
+  r = optString(attrs, 'action', 'attributes') ?? optObject(attrs, 'actor', 'attributes');
   if (r !== undefined) return r;
   const actor = attrs['actor'];
   if (isObject(actor)) {

@@ -27,11 +27,17 @@ export async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Decompresses a .json.zst file with the zstd CLI and parses each line. */
-export async function readZstdFile(path: string): Promise<unknown[]> {
+/** Decompresses a .json.zst file with the zstd CLI into its text; throws if it is not valid UTF-8. */
+export async function readZstdText(path: string): Promise<string> {
   const r = spawnSync('zstd', ['-dc'], { input: await readFile(path), maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`zstd -dc ${path}: ${r.stderr.toString()}`);
-  const text = r.stdout.toString('utf8');
+  // Fatal decoding: Buffer#toString would hide invalid bytes behind U+FFFD.
+  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(r.stdout);
+}
+
+/** Decompresses a .json.zst file with the zstd CLI and parses each line. */
+export async function readZstdFile(path: string): Promise<unknown[]> {
+  const text = await readZstdText(path);
   if (text === '') return [];
   assertEndsWithNewline(text, path);
   return text.slice(0, -1).split('\n').map((l, i) => {

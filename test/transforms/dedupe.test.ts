@@ -53,3 +53,19 @@ test('a long run keeps memory bounded: compaction keeps at most capacity + uncom
   assert.equal(w.snapshot(w.mark).length, 1000);
   assert.equal(w.snapshot(w.mark).at(-1), 'id-99999');
 });
+
+test('an invalid record delivered again with the same id is dropped as a duplicate; one without an id never is', async () => {
+  const { dedupeBatch } = await import('../../src/transforms/dedupe.js');
+  const window = new DedupeWindow(100);
+  const q = (record: unknown) => ({ reason: 'attributes: missing', record });
+  const b = (events: AuditEvent[], quarantined: Batch['quarantined']): Batch => ({ records: [], events, quarantined, position: { skip: 0, from: 0 }, hour: 0 });
+  const first = dedupeBatch(b([], [q({ id: 'x1' }), q(null), q({ id: 'x2' })]), window);
+  assert.equal(first.quarantined.length, 3);
+  const again = dedupeBatch(b([], [q({ id: 'x1', other: true }), q({ id: 'x3' }), q(null), q({ id: 'x2' })]), window);
+  assert.deepEqual(again.quarantined.map((x) => x.record), [{ id: 'x3' }, null]);
+  assert.equal(again.duplicates, 2);
+  // A valid event is never dropped because an invalid record had its id, nor the other way round.
+  const ev = dedupeBatch(b([{ id: 'x1', type: 'events', attributes: { time: '2026-11-21T10:00:00.000Z' }, links: {} }], [q({ id: 'e9' })]), window);
+  assert.equal(ev.events.length, 1);
+  assert.equal(ev.quarantined.length, 1);
+});

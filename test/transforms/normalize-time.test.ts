@@ -16,6 +16,14 @@ test('normalizeTime: UTC, milliseconds, truncated', () => {
   assert.equal(normalizeTime('yesterday'), undefined);
 });
 
+test('a leap second is rewritten as the next second, with or without milliseconds', () => {
+  // Regression (found by test/fuzz/records.test.ts): "…23:59:60.000Z" has the canonical shape, so
+  // it was passed through unchanged, and Date.parse reads it as NaN; "…23:59:60Z" was rewritten.
+  assert.equal(normalizeTime('2016-12-31T23:59:60.000Z'), '2017-01-01T00:00:00.000Z');
+  assert.equal(normalizeTime('2016-12-31T23:59:60.250Z'), '2017-01-01T00:00:00.250Z');
+  assert.equal(normalizeTime('2016-12-31T23:59:60Z'), '2017-01-01T00:00:00.000Z');
+});
+
 test('only attributes.time changes; every other field stays as received', () => {
   const e = makeEvent({ time: '2024-10-03T12:44:26.123456+02:00', processedAt: '2024-10-03T10:50:00+00:00', extra: { odd: null } });
   const before = structuredClone(e);

@@ -18,6 +18,9 @@ test('valid events pass, including loose variants the API sends', () => {
   assert.equal(validateRecord(withAttr('location', {})), undefined);
   assert.equal(validateRecord(withAttr('context', null)), undefined);
   assert.equal(validateRecord({ id: 'a', type: 'events', attributes: { time: '2024-10-03T10:44:26Z' }, links: {} }), undefined);
+  // The first and last instants of years 0000–9999 in UTC, however spelled.
+  assert.equal(validateRecord(makeEvent({ time: '0000-01-01T01:00:00+01:00', processedAt: '9999-12-31T23:59:59.999Z' })), undefined);
+  assert.equal(validateRecord(makeEvent({ time: '9999-12-31T22:59:59.999-01:00' })), undefined);
 });
 
 test('invalid records get a reason naming the field', () => {
@@ -38,6 +41,13 @@ test('invalid records get a reason naming the field', () => {
     [withAttr('time', 1696330000), 'attributes.time: expected string, got number'],
     [withAttr('time', undefined), 'attributes.time: missing'],
     [withAttr('processedAt', 'soon'), 'attributes.processedAt: not RFC 3339'],
+    // Regression (found by test/fuzz/records.test.ts): RFC 3339, but before year 0000 or after
+    // 9999 in UTC. The time was quarantined later by normalize-time as "not RFC 3339"; the
+    // processedAt was accepted and its event written under an hour path like "-000/01/12/31".
+    [withAttr('time', '9999-12-31T23:59:60Z'), 'attributes.time: outside years 0000-9999 in UTC'],
+    [withAttr('time', '0000-01-01T00:00:00+00:01'), 'attributes.time: outside years 0000-9999 in UTC'],
+    [withAttr('processedAt', '0000-01-01T00:59:59.999+01:00'), 'attributes.processedAt: outside years 0000-9999 in UTC'],
+    [withAttr('processedAt', '9999-12-31T23:30:00-00:31'), 'attributes.processedAt: outside years 0000-9999 in UTC'],
     [withAttr('action', 5), 'attributes.action: expected string, got number'],
     [withAttr('actor', 'bob'), 'attributes.actor: expected object, got string'],
     [withAttr('actor', { name: 5 }), 'attributes.actor.name: expected string, got number'],
