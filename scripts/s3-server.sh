@@ -11,7 +11,9 @@
 # written to /etc/ceph or /var/lib/ceph. The caller removes DIR after `stop`.
 #
 # After `start`, DIR/env holds export lines for S3_ENDPOINT, AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY and AWS_REGION. Use path-style addressing and set the SDK's
+# AWS_SECRET_ACCESS_KEY and AWS_REGION, and S3_SSE_KMS_KEY_ID: a key id the server accepts in
+# `x-amz-server-side-encryption-aws-kms-key-id` (SSE-KMS through Ceph's "testing" KMS backend).
+# Use path-style addressing and set the SDK's
 # requestChecksumCalculation/responseChecksumValidation to WHEN_REQUIRED.
 #
 # Warm-up: the first write to a fresh radosgw takes ~4 s (it creates its data pools then).
@@ -27,6 +29,9 @@ PACKAGES=(ceph-mon ceph-osd radosgw ceph-common)
 ACCESS_KEY=TESTACCESSKEY0000000
 SECRET_KEY=testsecretkey000000000000000000000000000
 REGION=us-east-1
+# KMS keys of the "testing" SSE-KMS backend (key id=base64 of 32 bytes): see ceph.conf below.
+SSE_KMS_TEST_KEY_ID=aap-test-key-1
+SSE_KMS_TEST_KEYS="aap-test-key-1=WpmsipD0iBhQ7CuTfiIh9wcpVbpvY1KXHb1Lm/6+pUg= aap-test-key-2=e32UJuTEXwM/0BRZKJ8VvJd+Dxlsed44s0DIQU7gP3I="
 
 die() { echo "s3-server: $*" >&2; exit 1; }
 
@@ -220,6 +225,14 @@ ms_mon_client_mode = crc
 rgw_data = $dir/rgw/\$cluster-\$id
 rgw_frontends = beast endpoint=127.0.0.1:$port
 rgw_thread_pool_size = 64
+# SSE-KMS for the --sse aws:kms tests: the "testing" KMS backend takes its keys from this
+# option (key id = base64 of 32 random bytes; throw-away test keys, never use them elsewhere).
+# Over plain HTTP radosgw refuses every SSE header unless rgw_crypt_require_ssl is off.
+# SSE-S3 (x-amz-server-side-encryption: AES256) needs Ceph 17+ with a Vault backend; Pacific
+# (16.x) answers it with 400 InvalidArgument.
+rgw_crypt_require_ssl = false
+rgw_crypt_s3_kms_backend = testing
+rgw_crypt_s3_kms_encryption_keys = $SSE_KMS_TEST_KEYS
 EOF
 
   local c=(-c "$conf")
@@ -275,6 +288,7 @@ export S3_ENDPOINT=http://127.0.0.1:$port
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=$REGION
+export S3_SSE_KMS_KEY_ID=$SSE_KMS_TEST_KEY_ID
 EOF
   echo "radosgw ready at http://127.0.0.1:$port ($(elapsed "$t0")s)"
 }

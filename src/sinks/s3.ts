@@ -5,7 +5,9 @@
  * `partSize` parts and `queueSize` parts in flight (a body smaller than one part becomes a single
  * PutObject). Memory per open object: `queueSize × partSize` plus the body's 256 KiB buffer.
  * On failure the Upload is aborted, and then every multipart upload still listed for the key is
- * aborted explicitly: `Upload.abort()` alone leaves the multipart upload on the server.
+ * aborted explicitly: `Upload.abort()` alone leaves the multipart upload on the server. After a
+ * multipart object completes, uploads still listed for its key (orphans of a retried
+ * CreateMultipartUpload) are aborted too.
  * SDK retries (standard mode, `maxAttempts`) cover throttling and 5xx on every request.
  */
 import {
@@ -16,6 +18,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createBody, createObjectSink, type ObjectKind, type ObjectSink, type ObjectSinkDeps, type ObjectSinkOptions, type ObjectStore, type ObjectUpload } from './object-sink.js';
+
+/** Longest an abort spends cleaning up multipart uploads on the server. */
+const ABORT_CLEANUP_TIMEOUT_MS = 15_000;
 
 export interface S3StoreOptions {
   bucket: string;
@@ -97,7 +102,14 @@ export class S3Store implements ObjectStore {
         ...(sseKmsKeyId === undefined ? {} : { SSEKMSKeyId: sseKmsKeyId }),
       },
     });
-    const done = upload.done().then(() => undefined);
+    // A CreateMultipartUpload whose response was lost (reset, or timed out on a slow server) is
+    // retried by the SDK, and the upload the first attempt created is left on the server with no
+    // one to complete or abort it. The key belongs to this object alone, so once the object is
+    // complete every upload still listed for it is such an orphan. Best effort: the object is
+    // complete either way, and an orphan holds no parts (they all went to the retried upload).
+    const done = upload.done().then(async () => {
+      if (upload.uploadId !== undefined) await this.abortIncomplete(key).catch(() => {});
+    });
     done.catch(() => {}); // the sink observes it
     return {
       body,
@@ -106,21 +118,26 @@ export class S3Store implements ObjectStore {
         body.destroy();
         await upload.abort().catch(() => {});
         await done.catch(() => {});
-        await this.abortIncomplete(key);
+        // Bounded: an abort runs on failures and shutdowns, when S3 may be unreachable. If the
+        // clean-up cannot finish in time the key stays reserved in the checkpoint, and the next
+        // run aborts what is left of it before writing the key again.
+        await this.abortIncomplete(key, AbortSignal.timeout(ABORT_CLEANUP_TIMEOUT_MS));
       },
     };
   }
 
-  async abortIncomplete(key: string): Promise<void> {
+  async abortIncomplete(key: string, signal?: AbortSignal): Promise<void> {
+    const opts = signal === undefined ? {} : { abortSignal: signal };
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (;;) {
       const page = await this.#client.send(
         new ListMultipartUploadsCommand({ Bucket: this.#opts.bucket, Prefix: key, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        opts,
       );
       for (const u of page.Uploads ?? []) {
         if (u.Key !== key || u.UploadId === undefined) continue;
-        await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: key, UploadId: u.UploadId }));
+        await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#opts.bucket, Key: key, UploadId: u.UploadId }), opts);
       }
       if (page.IsTruncated !== true) return;
       keyMarker = page.NextKeyMarker;

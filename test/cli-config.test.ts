@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRunConfig } from '../src/cli.js';
+import { ConfigError } from '../src/errors.js';
+
+const ENV = { ATLASSIAN_API_KEY: 'cli-config-test-key' };
+const S3 = ['--org-id', 'org', '--bucket', 'b'];
+
+function output(argv: string[], env: NodeJS.ProcessEnv = ENV): unknown {
+  return parseRunConfig(argv, env).pipeline.output;
+}
+
+function rejects(argv: string[], re: RegExp, env: NodeJS.ProcessEnv = ENV): void {
+  assert.throws(() => parseRunConfig(argv, env), (err: unknown) => {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.match(err.message, re);
+    return true;
+  });
+}
+
+test('--sse AES256 and --sse aws:kms with a key id reach the S3 output options', () => {
+  assert.deepEqual(output([...S3, '--sse', 'AES256']), { kind: 's3', bucket: 'b', forcePathStyle: false, sse: 'AES256' });
+  assert.deepEqual(output([...S3, '--sse', 'aws:kms']), { kind: 's3', bucket: 'b', forcePathStyle: false, sse: 'aws:kms' });
+  assert.deepEqual(output([...S3, '--sse', 'aws:kms', '--sse-kms-key-id', 'alias/audit']), {
+    kind: 's3',
+    bucket: 'b',
+    forcePathStyle: false,
+    sse: 'aws:kms',
+    sseKmsKeyId: 'alias/audit',
+  });
+  // Without the flags nothing is set: the bucket's default encryption applies.
+  assert.deepEqual(output(S3), { kind: 's3', bucket: 'b', forcePathStyle: false });
+});
+
+test('--sse and --sse-kms-key-id come from ATLASSIAN_AUDIT_SSE and ATLASSIAN_AUDIT_SSE_KMS_KEY_ID; flags win', () => {
+  const env = { ...ENV, ATLASSIAN_AUDIT_SSE: 'aws:kms', ATLASSIAN_AUDIT_SSE_KMS_KEY_ID: 'key-from-env' };
+  assert.deepEqual(output(S3, env), { kind: 's3', bucket: 'b', forcePathStyle: false, sse: 'aws:kms', sseKmsKeyId: 'key-from-env' });
+  assert.deepEqual(output([...S3, '--sse-kms-key-id', 'key-from-flag'], env), {
+    kind: 's3',
+    bucket: 'b',
+    forcePathStyle: false,
+    sse: 'aws:kms',
+    sseKmsKeyId: 'key-from-flag',
+  });
+});
+
+test('SSE misconfiguration is a ConfigError that says what to fix', () => {
+  rejects([...S3, '--sse', 'aes256'], /--sse must be AES256 \(SSE-S3\) or aws:kms \(SSE-KMS\) \(got "aes256"\)/);
+  rejects([...S3, '--sse', 'aws:kms:dsse'], /--sse must be AES256 .* or aws:kms/);
+  rejects([...S3, '--sse-kms-key-id', 'k'], /--sse-kms-key-id needs --sse aws:kms/);
+  rejects([...S3, '--sse', 'AES256', '--sse-kms-key-id', 'k'], /--sse-kms-key-id needs --sse aws:kms, not AES256/);
+  rejects([...S3, '--sse', 'aws:kms', '--sse-kms-key-id', ' '], /--sse-kms-key-id must not be empty/);
+  // Local-directory output has no server-side encryption: the flags must not be ignored silently.
+  rejects(['--org-id', 'org', '--sse', 'AES256'], /apply to S3 only: give --bucket/);
+  rejects(['--org-id', 'org', '--out-dir', '/tmp/x', '--sse', 'aws:kms', '--sse-kms-key-id', 'k'], /apply to S3 only/);
+  rejects(['--org-id', 'org'], /apply to S3 only/, { ...ENV, ATLASSIAN_AUDIT_SSE: 'AES256' });
+});
