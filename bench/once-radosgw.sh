@@ -36,7 +36,7 @@ new S3Client({endpoint:process.env.S3_ENDPOINT,forcePathStyle:true,region:'us-ea
 start=$(date +%s.%N)
 ATLASSIAN_API_KEY=$KEY /usr/bin/time -v node dist/src/bin.js run --once --org-id "$ORG" \
   --api-url "http://127.0.0.1:$SIM_PORT" --from 2000-01-01 --bucket "$BUCKET" --s3-endpoint "$S3_ENDPOINT" \
-  --s3-force-path-style --state "$WORK/state.json" --metrics-port 0 --log-level warn > "$WORK/summary" 2> "$WORK/time"
+  --s3-force-path-style --state "$WORK/state.json" --metrics-port 0 --rate-limit 0 --log-level warn > "$WORK/summary" 2> "$WORK/time"
 end=$(date +%s.%N)
 cat "$WORK/summary"
 records=$(node -e "const s=require('fs').readFileSync('$WORK/summary','utf8');const g=k=>+s.match(new RegExp(k+':\\\\s+(\\\\d+)'))[1];console.log(g('events written')+g('quarantined')+g('duplicates'))")

@@ -8,7 +8,7 @@
  * `inflight`; the next run replays from the saved position and rewrites that same key, so each
  * event ends up in exactly one object.
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
@@ -141,49 +141,107 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** A held lock on a state file. */
+export interface StateLock {
+  /** Throws StateError if another process has taken the lock since (it was judged stale). */
+  verify(): void;
+  release(): void;
+}
+
 /**
- * Takes `<state>.lock`. A lock whose process is gone (killed with SIGKILL) is taken over.
- * Returns the release function.
+ * Takes `<state>.lock`, holding `<pid> <token>`. Creation is atomic with its content (written to
+ * a private file, then hard-linked into place), so nobody ever reads a half-written lock. A lock
+ * whose process is gone (killed with SIGKILL) is taken over by renaming it aside and checking
+ * that what was moved is the stale lock that was read; a live lock moved by mistake in a race is
+ * put back. A holder re-reads its lock before every checkpoint write (`verify`), so even a lost
+ * race stops a process before it writes.
  */
-export function acquireLock(statePath: string): () => void {
+export function acquireLock(statePath: string): StateLock {
   const lockPath = `${statePath}.lock`;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        try {
-          if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(lockPath);
-        } catch {
-          // already gone
-        }
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StateError(`cannot create lock file ${lockPath}: its directory does not exist`);
-      }
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateError(`cannot create lock file ${lockPath}: ${(err as Error).message}`);
-      let holder = NaN;
-      try {
-        holder = Number(readFileSync(lockPath, 'utf8').trim());
-      } catch {
-        // vanished between open and read: try again
-      }
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
-        throw new StateError(`state ${statePath} is in use by another process (pid ${holder}); two runs on one state would write duplicates`);
-      }
-      try {
-        unlinkSync(lockPath); // stale: its process is gone
-      } catch {
-        // someone else removed it
-      }
-    }
+  const token = randomBytes(8).toString('hex');
+  const mine = `${process.pid} ${token}\n`;
+  const tmp = `${lockPath}.${process.pid}.${token}`;
+  const fail = (err: unknown): never => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StateError(`cannot create lock file ${lockPath}: its directory does not exist`);
+    throw new StateError(`cannot create lock file ${lockPath}: ${(err as Error).message}`);
+  };
+  try {
+    writeFileSync(tmp, mine, { mode: 0o600 });
+  } catch (err) {
+    fail(err);
   }
-  throw new StateError(`could not take the lock ${lockPath}`);
+  try {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      try {
+        linkSync(tmp, lockPath);
+        return lockHandle(lockPath, mine);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') fail(err);
+      }
+      const seen = readOrUndefined(lockPath);
+      if (seen === undefined) continue; // released meanwhile
+      const holder = Number(seen.trim().split(/\s+/)[0]);
+      if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) {
+        throw new StateError(
+          `state ${statePath} is in use by ${holder === process.pid ? 'another run in this process' : `another process (pid ${holder})`}; ` +
+            `two runs on one state would write duplicates. If no such run exists, delete ${lockPath}`,
+        );
+      }
+      // Stale. Move it aside atomically, then make sure it was the stale one that moved.
+      const aside = `${lockPath}.stale.${process.pid}.${token}`;
+      try {
+        renameSync(lockPath, aside);
+      } catch {
+        continue; // someone else moved or released it
+      }
+      const moved = readOrUndefined(aside);
+      if (moved !== seen) {
+        // A live lock was taken between the read and the rename: put it back, never replace it.
+        try {
+          linkSync(aside, lockPath);
+        } catch {
+          // a third process took the lock meanwhile; the displaced holder's verify() stops it
+        }
+      }
+      rmQuiet(aside);
+    }
+    throw new StateError(`could not take the lock ${lockPath}: it keeps changing hands`);
+  } finally {
+    rmQuiet(tmp);
+  }
+}
+
+function lockHandle(lockPath: string, mine: string): StateLock {
+  let released = false;
+  return {
+    verify() {
+      if (released) throw new StateError(`the lock ${lockPath} was released`);
+      if (readOrUndefined(lockPath) !== mine) {
+        throw new StateError(`the lock ${lockPath} was taken over by another process; stopping before writing the checkpoint`);
+      }
+    },
+    release() {
+      if (released) return;
+      released = true;
+      if (readOrUndefined(lockPath) === mine) rmQuiet(lockPath);
+    },
+  };
+}
+
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function rmQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
 }
 
 export interface StateJournalOptions {
@@ -197,6 +255,8 @@ export interface StateJournalOptions {
    * crash window exactly-once delivery must survive. Tests use it to kill the process there.
    */
   beforeCommit?: (commit: EpochCommit) => void;
+  /** The lock on the state file, re-checked before every checkpoint write. */
+  lock?: StateLock;
 }
 
 /** The SinkJournal backed by the state file. */
@@ -223,6 +283,7 @@ export class StateJournal implements SinkJournal {
     const prefix = kind === 'events' ? this.#opts.prefix : this.#opts.quarantinePrefix;
     const key = `${prefix}${hourPath(hour)}/${s.stateId}-${String(s.seq).padStart(10, '0')}.json.zst`;
     s.inflight[kind] = key;
+    this.#opts.lock?.verify();
     await saveState(this.#opts.path, s);
     return key;
   }
@@ -253,6 +314,7 @@ export class StateJournal implements SinkJournal {
     this.session.duplicates += c.duplicates;
     this.session.objects += c.keys.length;
     this.session.keys.push(...c.keys);
+    this.#opts.lock?.verify();
     await saveState(this.#opts.path, s);
   }
 }

@@ -9,11 +9,13 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, describeError, PipelineError } from './errors.js';
-import { createLogger, type LogLevel, type Logger } from './log.js';
+import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { checkApiUrl } from './sources/atlassian-events.js';
 import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
 import { createSimulator } from './simulator/index.js';
+import { MAX_BUDGET_REQUESTS, type RateBudget } from './sources/rate-pacer.js';
 import { parseDuration, parseFrom, parseSize } from './time.js';
 
 const HELP = `atlassian-audit-pipeline: Atlassian organization audit events → zstd JSON lines in S3, exactly once.
@@ -52,7 +54,14 @@ AWS credentials and region come from the AWS SDK's usual chain.
   --object-max-age DURATION  close an object at this age (default 5m)
   --part-size SIZE           S3 multipart part size, ≥ 5MiB (default 5MiB)
   --upload-concurrency N     parts in flight per object (default 4)
+  --sse AES256|aws:kms       S3 server-side encryption: SSE-S3 or SSE-KMS (default: the bucket's)
+  --sse-kms-key-id KEY       KMS key id, ARN or alias; needs --sse aws:kms (default: aws/s3 key)
   --dedupe-window N          ids remembered for dedupe (default 100000)
+  --rate-limit N[/DURATION]  API requests allowed per DURATION (default 50/1m, events-stream's
+                             limit), spread evenly; 0 = no budget of its own. X-RateLimit-*
+                             headers and 429s are honoured either way
+  --stop-timeout DURATION    after SIGINT/SIGTERM, how long objects in flight may take to
+                             complete before they are aborted (default 20s)
   --log-level LEVEL          debug|info|warn|error (default info)
   --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
 
@@ -87,7 +96,11 @@ const RUN_OPTIONS = {
   'object-max-age': { type: 'string' },
   'part-size': { type: 'string' },
   'upload-concurrency': { type: 'string' },
+  sse: { type: 'string' },
+  'sse-kms-key-id': { type: 'string' },
   'dedupe-window': { type: 'string' },
+  'rate-limit': { type: 'string' },
+  'stop-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -134,6 +147,34 @@ function size(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, min: number
   return n;
 }
 
+/** `--rate-limit`: "N" (per minute), "N/DURATION", or "0" (no budget of its own). */
+export function rateBudget(v: string | undefined): RateBudget | false | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*(\d+)\s*(?:\/\s*(\S+))?\s*$/.exec(v);
+  const requests = m === null ? NaN : Number(m[1]);
+  const windowMs = m?.[2] === undefined ? 60_000 : parseDuration(m[2]);
+  if (requests === 0 && m?.[2] === undefined) return false;
+  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_BUDGET_REQUESTS || windowMs === undefined || windowMs < 1) {
+    throw new ConfigError(`--rate-limit must be requests per minute like 50, or per duration like 300/1m or 10/2s, or 0 for none (got ${JSON.stringify(v)})`);
+  }
+  return { requests, windowMs };
+}
+
+/** --sse and --sse-kms-key-id, checked against each other and --bucket. */
+function sseOptions(values: Values, env: NodeJS.ProcessEnv, bucket: string | undefined): { sse?: 'AES256' | 'aws:kms'; sseKmsKeyId?: string } {
+  const sse = get(values, 'sse', env);
+  const sseKmsKeyId = get(values, 'sse-kms-key-id', env);
+  if (sse === undefined && sseKmsKeyId === undefined) return {};
+  if (bucket === undefined) throw new ConfigError('--sse and --sse-kms-key-id apply to S3 only: give --bucket');
+  if (sse !== 'AES256' && sse !== 'aws:kms') {
+    throw new ConfigError(sse === undefined ? '--sse-kms-key-id needs --sse aws:kms' : `--sse must be AES256 (SSE-S3) or aws:kms (SSE-KMS) (got ${JSON.stringify(sse)})`);
+  }
+  if (sseKmsKeyId === undefined) return { sse };
+  if (sse !== 'aws:kms') throw new ConfigError('--sse-kms-key-id needs --sse aws:kms, not AES256');
+  if (sseKmsKeyId.trim() === '') throw new ConfigError('--sse-kms-key-id must not be empty');
+  return { sse, sseKmsKeyId };
+}
+
 export interface RunConfig {
   pipeline: Omit<PipelineOptions, 'signal' | 'abortSignal'>;
   metricsPort: number;
@@ -144,11 +185,20 @@ export interface RunConfig {
 
 /** argv (after `run`) + environment → a validated configuration. Throws ConfigError. */
 export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfig {
+  // The key is never taken from argv (ps, shell history, CI logs would show it): say so plainly.
+  if (argv.some((a) => /^--(api-?key|key|token|api-?token)(=|$)/i.test(a))) {
+    throw new ConfigError('the API key is never taken from the command line (ps and shell history would show it): set ATLASSIAN_API_KEY or use --api-key-file FILE');
+  }
   let values: Values;
   try {
     values = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }).values as Values;
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message} (see --help)`);
+    // Never echo a stray argument: it may be a secret pasted in the wrong place.
+    const message = (err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.');
+    throw new ConfigError(`${message} (see --help)`);
+  }
+  if (env['NODE_TLS_REJECT_UNAUTHORIZED'] === '0') {
+    throw new ConfigError('NODE_TLS_REJECT_UNAUTHORIZED=0 would turn off TLS certificate checks for the API and S3: unset it (use NODE_EXTRA_CA_CERTS for a private CA)');
   }
   const orgId = get(values, 'org-id', env);
   if (orgId === undefined || orgId.trim() === '') throw new ConfigError('--org-id is required (or ATLASSIAN_AUDIT_ORG_ID)');
@@ -167,15 +217,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   // A key with spaces or control characters cannot be sent as a header; say so (without it).
   if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new ConfigError('the API key contains spaces or characters that cannot be sent in a header: check ATLASSIAN_API_KEY or --api-key-file');
   const apiUrl = get(values, 'api-url', env);
-  if (apiUrl !== undefined) {
-    let u: URL;
-    try {
-      u = new URL(apiUrl);
-    } catch {
-      throw new ConfigError(`--api-url is not a URL: ${JSON.stringify(apiUrl)}`);
-    }
-    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError('--api-url must be http(s)');
-  }
+  if (apiUrl !== undefined) checkApiUrl(apiUrl);
   let from: number | undefined;
   const fromText = get(values, 'from', env);
   if (fromText !== undefined) {
@@ -190,6 +232,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   const queueSize = int(values, 'upload-concurrency', env, 1, 64);
   const endpoint = get(values, 's3-endpoint', env);
   const region = get(values, 's3-region', env);
+  const { sse, sseKmsKeyId } = sseOptions(values, env, bucket);
   const output: PipelineOptions['output'] = bucket !== undefined
     ? {
         kind: 's3',
@@ -199,6 +242,8 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
         ...(region === undefined ? {} : { region }),
         ...(partSize === undefined ? {} : { partSize }),
         ...(queueSize === undefined ? {} : { queueSize }),
+        ...(sse === undefined ? {} : { sse }),
+        ...(sseKmsKeyId === undefined ? {} : { sseKmsKeyId }),
       }
     : { kind: 'local', dir: outDir ?? 'atlassian-audit-output' };
   const logLevel = (get(values, 'log-level', env) ?? 'info') as LogLevel;
@@ -222,6 +267,8 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     maxObjectBytes: size(values, 'object-max-bytes', env, 1024),
     maxObjectAgeMs: duration(values, 'object-max-age', env, 100),
     dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),
+    rateLimit: rateBudget(get(values, 'rate-limit', env)),
+    stopTimeoutMs: duration(values, 'stop-timeout', env, 0),
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
   checkPrefixes(pipeline.prefix ?? DEFAULT_PREFIX, pipeline.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
@@ -244,6 +291,9 @@ function printSummary(result: PipelineResult, out: NodeJS.WritableStream): void 
       `duplicates:       ${result.duplicates}`,
       `events under:     ${result.where}`,
       `checkpoint:       ${result.statePath}`,
+      ...(result.abandoned
+        ? ['stopped before objects in flight could complete: they were aborted, and the next run collects their events again']
+        : []),
     ].join('\n') + '\n',
   );
 }
@@ -288,9 +338,22 @@ function faultInjection(env: NodeJS.ProcessEnv): { beforeCommit?: () => void } {
   };
 }
 
+/** Secrets learnt while running a command (a key read from --api-key-file), for the last error line. */
+const knownSecrets: string[] = [];
+
+/** Values that must never be printed: the API key and the AWS secrets in the environment. */
+function secretsOf(config: RunConfig | undefined, env: NodeJS.ProcessEnv): string[] {
+  return [...knownSecrets, config?.pipeline.apiKey, env['ATLASSIAN_API_KEY']?.trim(), env['AWS_SECRET_ACCESS_KEY'], env['AWS_SESSION_TOKEN']].filter((s): s is string => s !== undefined && s !== '');
+}
+
 async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const config = parseRunConfig(argv, env);
-  const logger = createLogger({ level: config.logLevel, ...(config.logFormat === undefined ? {} : { format: config.logFormat }) });
+  const logger = createLogger({
+    level: config.logLevel,
+    ...(config.logFormat === undefined ? {} : { format: config.logFormat }),
+    redact: secretsOf(config, env),
+  });
+  knownSecrets.push(config.pipeline.apiKey);
   const metrics = createMetrics();
   const intervalMs = config.pipeline.intervalMs ?? 300_000;
   let server: MetricsServer | undefined;
@@ -341,7 +404,8 @@ async function commandDemo(argv: string[]): Promise<number> {
   try {
     const statePath = resolve(outDir, 'state.json');
     const result = await runPipeline(
-      { orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: url, from: 0, statePath, output: { kind: 'local', dir: resolve(outDir, 'objects') } },
+      // The embedded simulator enforces no rate limit, so the demo runs without a budget.
+      { orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: url, from: 0, statePath, rateLimit: false, output: { kind: 'local', dir: resolve(outDir, 'objects') } },
       { logger },
     );
     printSummary(result, process.stdout);
@@ -386,7 +450,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     throw new ConfigError(`unknown command ${JSON.stringify(command)} (see --help)`);
   } catch (err) {
     const code = err instanceof PipelineError ? err.exitCode : 1;
-    process.stderr.write(`atlassian-audit-pipeline: ${describeError(err)}\n`);
+    process.stderr.write(`atlassian-audit-pipeline: ${redactSecrets(describeError(err), secretsOf(undefined, env))}\n`);
     return code;
   }
 }

@@ -20,20 +20,38 @@ export interface LoggerOptions {
   format?: 'json' | 'pretty';
   /** Where lines go. Default process.stderr. */
   stream?: { write(s: string): unknown; isTTY?: boolean };
+  /**
+   * Secrets to blank out of every line, whatever field or message carries them: a last line of
+   * defence (callers already never log them). Values shorter than 8 characters are ignored.
+   */
+  redact?: readonly (string | undefined)[];
+}
+
+/** Replaces every occurrence of each secret (≥ 8 characters) in `text` with `[redacted]`. */
+export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  for (const s of secrets) if (s !== undefined && s.length >= 8) out = out.split(s).join('[redacted]');
+  return out;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr;
   const min = RANK[options.level ?? 'info'];
   const format = options.format ?? (stream.isTTY === true ? 'pretty' : 'json');
+  const secrets = (options.redact ?? []).filter((s): s is string => s !== undefined && s.length >= 8);
+  // A secret inside a JSON string may appear escaped; blank the escaped form too.
+  const forms = [...secrets, ...secrets.map((s) => JSON.stringify(s).slice(1, -1))];
+  const emit = (line: string): void => {
+    stream.write(forms.length === 0 ? line : redactSecrets(line, forms));
+  };
   const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[level] < min) return;
     const time = new Date().toISOString();
     if (format === 'json') {
-      stream.write(`${JSON.stringify({ time, level, msg, ...fields })}\n`);
+      emit(`${JSON.stringify({ time, level, msg, ...fields })}\n`);
     } else {
       const extra = fields === undefined ? '' : Object.entries(fields).map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('');
-      stream.write(`${time.slice(11, 19)} ${level.toUpperCase().padEnd(5)} ${msg}${extra}\n`);
+      emit(`${time.slice(11, 19)} ${level.toUpperCase().padEnd(5)} ${msg}${extra}\n`);
     }
   };
   return {

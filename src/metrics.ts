@@ -32,7 +32,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     apiRequests: new Counter({ name: `${p}api_requests_total`, help: 'Requests to the events API by HTTP status (0 = no response).', labelNames: ['status'], registers }),
     apiRequestSeconds: new Histogram({ name: `${p}api_request_duration_seconds`, help: 'Time to fetch and parse one page.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     apiRetries: new Counter({ name: `${p}api_retries_total`, help: 'Retried API requests by cause.', labelNames: ['cause'], registers }),
-    rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit.', registers }),
+    rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit: reason="pacing" (spacing requests within the budget), reason="429" (after a refusal).', labelNames: ['reason'], registers }),
     rateLimitRemaining: new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response.', registers }),
     objectsWritten: new Counter({ name: `${p}objects_written_total`, help: 'Complete objects by kind.', labelNames: ['kind'], registers }),
     bytesCompressed: new Counter({ name: `${p}bytes_compressed_total`, help: 'Compressed bytes in complete objects by kind.', labelNames: ['kind'], registers }),

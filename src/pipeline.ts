@@ -14,8 +14,10 @@
  * uploads and nothing is committed past the last complete objects. In follow mode a non-fatal
  * failure (API down for longer than the retries, S3 unreachable) rebuilds the pipeline from the
  * checkpoint after a pause; 401/403/404, configuration and state errors end the run.
- * Cancellation: `signal` stops gracefully (objects in flight are completed and committed);
- * `abortSignal` tears everything down at once (uploads aborted, checkpoint left as it was).
+ * Cancellation: `signal` stops gracefully (objects in flight are completed and committed), and
+ * if that takes longer than `stopTimeoutMs` (S3 unreachable, say) the objects in flight are
+ * aborted instead: the run still resolves as stopped, with the checkpoint at the last complete
+ * objects. `abortSignal` tears everything down at once and rejects with AbortError.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -28,6 +30,7 @@ import { AbortError, ApiError, ConfigError, describeError, PipelineError, SinkEr
 import { silentLogger, type Logger } from './log.js';
 import type { PipelineMetrics } from './metrics.js';
 import { createAtlassianEventsSource } from './sources/atlassian-events.js';
+import type { RateBudget } from './sources/rate-pacer.js';
 import { createLocalDirSink } from './sinks/local-dir.js';
 import { createS3Client, createS3Sink } from './sinks/s3.js';
 import type { EpochCommit, ObjectSink } from './sinks/object-sink.js';
@@ -48,6 +51,10 @@ export type OutputOptions =
       partSize?: number;
       /** Parts in flight per object. Default 4. */
       queueSize?: number;
+      /** Server-side encryption: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS). Default: the bucket's default encryption. */
+      sse?: 'AES256' | 'aws:kms';
+      /** KMS key id, ARN or alias for `aws:kms`. Default: the account's AWS managed key for S3. */
+      sseKmsKeyId?: string;
     }
   | { kind: 'local'; dir: string };
 
@@ -81,6 +88,11 @@ export interface PipelineOptions {
   pageSize?: number;
   /** Per-request timeout. Default 30,000. */
   requestTimeoutMs?: number;
+  /**
+   * API request budget, spread evenly. Default 50 per minute (events-stream's limit); `false`:
+   * none of its own (X-RateLimit-Remaining/-Reset and 429s are honoured either way).
+   */
+  rateLimit?: RateBudget | false;
   /** Retries of a failing page. Default 8. */
   maxRetries?: number;
   /** Backoff base/cap for API retries. Defaults 500 / 60,000 ms. */
@@ -92,6 +104,11 @@ export interface PipelineOptions {
   signal?: AbortSignal;
   /** Stop at once: abort uploads, keep the last checkpoint, reject with AbortError. */
   abortSignal?: AbortSignal;
+  /**
+   * After `signal`, how long objects in flight may take to complete before they are aborted
+   * (their events are collected again by the next run). Default 20,000.
+   */
+  stopTimeoutMs?: number;
 }
 
 export interface PipelineDeps {
@@ -117,6 +134,8 @@ export interface PipelineResult {
   statePath: string;
   where: string;
   stopped: boolean;
+  /** True when a stop had to abort objects in flight (see `stopTimeoutMs`). */
+  abandoned: boolean;
 }
 
 export const DEFAULT_PREFIX = 'atlassian/audit/';
@@ -156,7 +175,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   } catch (err) {
     throw new StateError(`cannot create the directory of ${statePath}: ${(err as Error).message}`);
   }
-  const release = acquireLock(statePath);
+  const lock = acquireLock(statePath);
   const startedAt = new Date(clock.now()).toISOString();
   let state: CheckpointState | undefined;
   let journal: StateJournal | undefined;
@@ -167,6 +186,24 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   const totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
   let outcome: RunSummary['outcome'] = 'error';
   let failure: unknown;
+  // Tears the stream down: the caller's abortSignal, or a graceful stop that ran out of time.
+  const teardown = new AbortController();
+  let stopTimedOut = false;
+  let stopTimer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => teardown.abort();
+  const onStop = (): void => {
+    const ms = options.stopTimeoutMs ?? 20_000;
+    logger.info('stopping: completing objects in flight', { stopTimeoutMs: ms });
+    stopTimer = setTimeout(() => {
+      stopTimedOut = true;
+      logger.warn('objects in flight did not complete in time; aborting them (the next run collects their events again)', { stopTimeoutMs: ms });
+      teardown.abort();
+    }, ms);
+  };
+  if (options.abortSignal?.aborted) teardown.abort();
+  options.abortSignal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onStop();
+  else options.signal?.addEventListener('abort', onStop, { once: true });
   try {
     state = await loadState(statePath);
     if (state === undefined) {
@@ -182,7 +219,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
     for (let attempt = 0; ; attempt++) {
       if (options.abortSignal?.aborted) throw new AbortError();
       const dedupeWindow: DedupeWindow = new DedupeWindow(options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW, state.dedupe);
-      journal = new StateJournal(state, { path: statePath, prefix, quarantinePrefix, window: dedupeWindow, beforeCommit: deps.beforeCommit });
+      journal = new StateJournal(state, { path: statePath, prefix, quarantinePrefix, window: dedupeWindow, beforeCommit: deps.beforeCommit, lock });
       const source = createAtlassianEventsSource(
         {
           apiUrl: options.apiUrl,
@@ -195,6 +232,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
           follow: options.follow,
           intervalMs: options.intervalMs,
           requestTimeoutMs: options.requestTimeoutMs,
+          ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
           maxRetries: options.maxRetries,
           backoffBaseMs: options.backoffBaseMs,
           backoffCapMs: options.backoffCapMs,
@@ -211,15 +249,26 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       };
       const sinkDeps = { journal, clock, logger, metrics: deps.metrics };
       const sink: ObjectSink = options.output.kind === 's3'
-        ? createS3Sink({ ...sinkOptions, bucket: options.output.bucket, partSize: options.output.partSize, queueSize: options.output.queueSize }, { ...sinkDeps, client: s3! })
+        ? createS3Sink(
+            {
+              ...sinkOptions,
+              bucket: options.output.bucket,
+              partSize: options.output.partSize,
+              queueSize: options.output.queueSize,
+              serverSideEncryption: options.output.sse,
+              sseKmsKeyId: options.output.sseKmsKeyId,
+            },
+            { ...sinkDeps, client: s3! },
+          )
         : createLocalDirSink({ ...sinkOptions, dir: options.output.dir }, sinkDeps);
       try {
-        await pipeline(source, createValidate(), createNormalizeTime(), createDedupe({ window: dedupeWindow }), sink, options.abortSignal === undefined ? {} : { signal: options.abortSignal });
+        await pipeline(source, createValidate(), createNormalizeTime(), createDedupe({ window: dedupeWindow }), sink, { signal: teardown.signal });
         addTotals(totals, journal);
         break;
       } catch (err) {
         addTotals(totals, journal);
-        if (options.abortSignal?.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
+        if (stopTimedOut && options.abortSignal?.aborted !== true) break;
+        if (teardown.signal.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
         if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
         const delay = options.restartDelayMs ?? 30_000;
         deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as PipelineError).code ?? 'unknown' });
@@ -237,11 +286,15 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       statePath,
       where: options.output.kind === 's3' ? `s3://${options.output.bucket}/${prefix}` : resolve(options.output.dir, prefix),
       stopped: options.signal?.aborted === true,
+      abandoned: stopTimedOut,
     };
   } catch (err) {
     failure = err;
     throw err;
   } finally {
+    clearTimeout(stopTimer);
+    options.abortSignal?.removeEventListener('abort', onAbort);
+    options.signal?.removeEventListener('abort', onStop);
     if (state !== undefined) {
       state.lastRun = {
         startedAt,
@@ -254,10 +307,13 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         objects: totals.objects,
         ...(failure === undefined ? {} : { error: describeError(failure) }),
       };
-      await saveState(statePath, state).catch((err: unknown) => logger.error('could not save the run summary', { error: describeError(err) }));
+      await Promise.resolve()
+        .then(() => lock.verify())
+        .then(() => saveState(statePath, state!))
+        .catch((err: unknown) => logger.error('could not save the run summary', { error: describeError(err) }));
     }
     if (ownsClient) s3?.destroy();
-    release();
+    lock.release();
   }
 }
 

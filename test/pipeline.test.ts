@@ -22,7 +22,7 @@ test('following: new events are picked up on the next poll, an API outage restar
   const stop = new AbortController();
   try {
     const options: PipelineOptions = {
-      orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, follow: true, intervalMs: 200,
+      orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, follow: true, intervalMs: 200, rateLimit: false,
       statePath: join(dir, 'state.json'), output: { kind: 'local', dir: join(dir, 'out') },
       maxRetries: 1, backoffBaseMs: 1, backoffCapMs: 2, restartDelayMs: 50, maxObjectAgeMs: 100, signal: stop.signal,
     };

@@ -254,7 +254,8 @@ describe('errors', () => {
       assert.equal(e.title, 'Unauthorized');
       assert.equal(typeof e.id, 'string');
       assert.equal(typeof e.detail, 'string');
-      assert.ok(r.headers.get('x-ratelimit-limit') !== null, 'every response carries rate-limit headers');
+      // No limit is enforced here, so none is announced (see the rate-limit tests).
+      assert.equal(r.headers.get('x-ratelimit-limit'), null);
     }
     const rotated = sim.apiKey;
     sim.apiKey = 'rotated';
@@ -433,13 +434,18 @@ describe('rate limits', () => {
     assert.equal(ok.headers.get('x-ratelimit-remaining'), '2');
   });
 
-  it('without enforcement the headers still report 50 per minute, reset at minute precision', async () => {
-    const sim = await started({ events: 20 });
-    const a = await get(sim, streamPath(sim));
-    const b = await get(sim, streamPath(sim));
+  it('an enforced limit reports its reset at minute precision by default; without one no rate-limit headers are sent', async () => {
+    const limited = await started({ events: 20, rateLimit: { requests: 50, windowMs: 60_000 } });
+    const a = await get(limited, streamPath(limited));
+    const b = await get(limited, streamPath(limited));
     assert.equal(a.headers.get('x-ratelimit-limit'), '50');
     assert.equal(Number(a.headers.get('x-ratelimit-remaining')) - 1, Number(b.headers.get('x-ratelimit-remaining')));
     assert.match(a.headers.get('x-ratelimit-reset') ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\dZ$/);
+    const free = await started({ events: 20 });
+    const c = await get(free, streamPath(free));
+    assert.equal(c.status, 200);
+    assert.equal(c.headers.get('x-ratelimit-remaining'), null);
+    assert.equal(c.headers.get('x-ratelimit-reset'), null);
   });
 });
 

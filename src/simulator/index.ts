@@ -523,7 +523,8 @@ class SimulatorImpl implements Simulator {
       case 'reset': {
         const { res } = ctx;
         this.#record(ctx, 200);
-        res.writeHead(200, this.#headers(ctx, { ...json, 'Content-Length': String(answer.body.length) }));
+        const okHeaders = { ...json, 'Content-Length': String(answer.body.length) };
+        res.writeHead(200, this.#rateLimit === undefined ? okHeaders : this.#headers(ctx, okHeaders));
         res.write(answer.body.subarray(0, this.#cutPoint(answer.body.length)), () => res.socket?.destroy());
         return;
       }
@@ -541,7 +542,9 @@ class SimulatorImpl implements Simulator {
 
   #send(ctx: Ctx, status: number, headers: Record<string, string>, body: Buffer, records?: number, rateHeaders = true): void {
     this.#record(ctx, status, records);
-    const h = rateHeaders ? this.#headers(ctx, headers) : headers;
+    // Without an enforced limit the simulator announces none: headers claiming a budget it does
+    // not enforce would make a pacing client wait for nothing.
+    const h = rateHeaders && this.#rateLimit !== undefined ? this.#headers(ctx, headers) : headers;
     h['Content-Length'] = String(body.length);
     ctx.res.writeHead(status, h);
     ctx.res.end(body);

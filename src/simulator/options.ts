@@ -135,7 +135,10 @@ export interface SimulatorOptions {
    * appended since (cursors denote positions; pages are computed at request time). Default `'cursor'`.
    */
   endStyle?: EndStyle;
-  /** Enforced rate limit. Default undefined: not enforced, but headers report 50 per 60 s. */
+  /**
+   * Enforced rate limit, announced with `X-RateLimit-Limit/-Remaining/-Reset` on every answer.
+   * Default undefined: no limit, and no rate-limit headers (except on injected 429 faults).
+   */
   rateLimit?: RateLimitOptions;
   /** Precision of `X-RateLimit-Reset` (rounded up). Default `'minute'` (`2023-10-11T17:05Z`), as observed. */
   resetPrecision?: ResetPrecision;

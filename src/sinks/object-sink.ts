@@ -147,7 +147,9 @@ export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
   if (depth <= 0) return '[truncated: nested too deep]';
   if (Array.isArray(value)) return value.map((v) => truncateDepth(v, depth - 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = truncateDepth(v, depth - 1);
+  // defineProperty, not assignment: a "__proto__" key would otherwise set the copy's prototype
+  // and vanish from the quarantined record.
+  for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: truncateDepth(v, depth - 1), enumerable: true, writable: true, configurable: true });
   return out;
 }
 

@@ -8,7 +8,8 @@
  * Backpressure: the next page is requested only when downstream pulls (`_read`).
  * Errors: 401/403/404 end the stream with AuthError/ForbiddenError/OrgNotFoundError at once.
  *      429 is retried for as long as it takes, honouring Retry-After, X-Retry-After and
- *      X-RateLimit-Reset. 5xx, resets, timeouts and malformed pages are retried with exponential
+ *      X-RateLimit-Reset. Requests are paced (rate-pacer.ts): evenly within the `rateLimit`
+ *      budget, and held until X-RateLimit-Reset when X-RateLimit-Remaining reaches 0. 5xx, resets, timeouts and malformed pages are retried with exponential
  *      backoff and full jitter, `maxRetries` times, then end the stream with ApiError. A rejected
  *      cursor (400) falls back to `from` = last processedAt − `cursorFallbackOverlapMs`.
  * Stop and destroy: `signal` ends the stream cleanly at the next page boundary (an in-flight
@@ -30,6 +31,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
 import type { Batch, Position } from '../types.js';
+import { DEFAULT_RATE_BUDGET, parseRateLimitReset, RatePacer, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
   /** API origin. Default `https://api.atlassian.com`. Pagination never leaves this origin. */
@@ -62,6 +64,12 @@ export interface AtlassianEventsOptions {
   backoffBaseMs?: number;
   /** Longest backoff step. Default 60,000 ms. */
   backoffCapMs?: number;
+  /**
+   * Request budget, spread evenly: at most `requests` starts per `windowMs`. Default 50 per
+   * minute (events-stream's limit). `false`: no budget of its own; X-RateLimit-Remaining/-Reset
+   * and 429s are honoured either way.
+   */
+  rateLimit?: RateBudget | false;
   /** Largest response body read. Default 64 MiB. */
   maxPageBytes?: number;
   /** Ends the stream cleanly (not an error) at the next safe point. */
@@ -112,16 +120,8 @@ export function retryHintMs(headers: Record<string, string | string[] | undefine
     }
   }
   if (waits.length > 0) return Math.max(0, ...waits);
-  const reset = h('x-ratelimit-reset')?.trim();
-  if (reset === undefined || reset === '') return undefined;
-  // Seen with minute precision ("2023-10-11T17:05Z"); accept seconds too.
-  const withSeconds = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$/.test(reset)
-    ? reset.replace(/(Z|[+-]\d{2}:\d{2})$/, ':00$1')
-    : reset;
-  const at = parseRfc3339(withSeconds);
-  if (at !== undefined) return Math.max(0, at - now);
-  if (/^\d+$/.test(reset)) return Number(reset) * 1000;
-  return undefined;
+  const at = parseRateLimitReset(h('x-ratelimit-reset')?.trim(), now);
+  return at === undefined ? undefined : Math.max(0, at - now);
 }
 
 const HOUR_UNKNOWN = -1;
@@ -132,17 +132,32 @@ const MAX_RATE_LIMIT_WAIT_MS = 24 * 3_600_000;
  * The UTC hour a raw record belongs to (its processedAt, else its time, else unknown), and its
  * processedAt when that is valid: one parse of each field per record.
  */
-function recordTimes(record: unknown): { hour: number; processedAt: string | undefined } {
-  const none = { hour: HOUR_UNKNOWN, processedAt: undefined };
+function recordTimes(record: unknown): { hour: number; processedAt: string | undefined; processedAtMs: number } {
+  const none = { hour: HOUR_UNKNOWN, processedAt: undefined, processedAtMs: NaN };
   if (typeof record !== 'object' || record === null) return none;
   const attrs = (record as { attributes?: unknown }).attributes;
   if (typeof attrs !== 'object' || attrs === null) return none;
   const { processedAt, time } = attrs as { processedAt?: unknown; time?: unknown };
-  const p = typeof processedAt === 'string' ? parseRfc3339(processedAt) : undefined;
-  if (p !== undefined) return { hour: hourOf(p), processedAt: processedAt as string };
-  const t = typeof time === 'string' ? parseRfc3339(time) : undefined;
-  return { hour: t === undefined ? HOUR_UNKNOWN : hourOf(t), processedAt: undefined };
+  const p = typeof processedAt === 'string' ? inKeyRange(parseRfc3339(processedAt)) : undefined;
+  if (p !== undefined) return { hour: hourOf(p), processedAt: processedAt as string, processedAtMs: p };
+  const t = typeof time === 'string' ? inKeyRange(parseRfc3339(time)) : undefined;
+  return { hour: t === undefined ? HOUR_UNKNOWN : hourOf(t), processedAt: undefined, processedAtMs: NaN };
 }
+
+/** 0000-01-01T00:00Z and 10000-01-01T00:00Z: instants outside cannot name a YYYY/ key (validate quarantines them). */
+const MIN_KEY_MS = -62_167_219_200_000;
+const MAX_KEY_MS = 253_402_300_800_000;
+
+function inKeyRange(ms: number | undefined): number | undefined {
+  return ms !== undefined && ms >= MIN_KEY_MS && ms < MAX_KEY_MS ? ms : undefined;
+}
+
+/**
+ * A processedAt further ahead of this machine's clock than this is not believed for the
+ * checkpoint's lastProcessedAt: the invalid-cursor fallback restarts from it, and a bogus future
+ * value would skip every event in between.
+ */
+const MAX_FUTURE_SKEW_MS = 24 * 3_600_000;
 
 async function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
   const chunks: Buffer[] = [];
@@ -155,11 +170,58 @@ async function readBody(body: Dispatcher.ResponseData['body'], max: number): Pro
     }
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const text = Buffer.concat(chunks).toString('utf8');
+  // A UTF-8 byte order mark (which RFC 8259 lets parsers ignore, and fetch's json() drops) would
+  // make JSON.parse refuse every retry of the page.
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
-/** Parses a page body. Returns a reason string when it is not a usable page. */
-export function parsePage(text: string): Page | string {
+/**
+ * The API origin, or ConfigError: https, or plain http to this machine only (the bearer token
+ * must not cross a network in clear text).
+ */
+export function checkApiUrl(value: string): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--api-url is not a URL: ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`--api-url must be https, got ${url.protocol}`);
+  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+    throw new ConfigError(`--api-url ${url.origin} would send the API key unencrypted: use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)`);
+  }
+  return url;
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
+}
+
+const LOOKS_LIKE_URL = /^(?:[a-z][a-z0-9+.-]*:)?\/\//i;
+
+/**
+ * Where a pagination link points, when it is not on `origin`: an absolute URL's origin, else
+ * undefined (a relative link, or an opaque cursor, stays on the API origin).
+ */
+function foreignOrigin(link: string, origin: string): string | undefined {
+  // Only what is unmistakably a URL (scheme://, or //host): an opaque cursor may hold a colon.
+  if (!LOOKS_LIKE_URL.test(link)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(link, origin);
+  } catch {
+    return 'an unparseable URL';
+  }
+  return url.origin === origin ? undefined : url.origin;
+}
+
+/**
+ * Parses a page body. Returns a reason string when it is not a usable page. With `origin` (the
+ * configured API origin), a `links.next` or `meta.next` that points at another host makes the
+ * page unusable: pagination never leaves the origin, so the bearer token is never sent elsewhere.
+ */
+export function parsePage(text: string, origin?: string): Page | string {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -178,11 +240,26 @@ export function parsePage(text: string): Page | string {
     if (typeof n !== 'string' || n.length === 0 || n.length > 4096) return '"meta.next" is not a cursor string';
     next = n;
   }
+  if (origin !== undefined) {
+    const links = (json as { links?: unknown }).links;
+    const linkNext = typeof links === 'object' && links !== null ? (links as { next?: unknown }).next : undefined;
+    for (const [name, link] of [['links.next', linkNext], ['meta.next', next]] as const) {
+      if (typeof link !== 'string') continue;
+      const foreign = foreignOrigin(link, origin);
+      if (foreign !== undefined) return `"${name}" points to ${foreign}, not ${origin}: refusing to follow pagination to another host`;
+    }
+    // A same-origin URL where a cursor belongs: use the cursor it carries.
+    if (next !== null && LOOKS_LIKE_URL.test(next)) {
+      const cursor = new URL(next, origin).searchParams.get('cursor');
+      if (cursor === null || cursor === '') return '"meta.next" is a URL without a cursor';
+      next = cursor;
+    }
+  }
   return { records: data, next };
 }
 
 class EventsStreamReadable extends Readable {
-  readonly #opts: Required<Omit<AtlassianEventsOptions, 'signal' | 'lastProcessedAt'>> & {
+  readonly #opts: Required<Omit<AtlassianEventsOptions, 'signal' | 'lastProcessedAt' | 'rateLimit'>> & {
     signal: AbortSignal | undefined;
   };
   readonly #deps: Required<Omit<AtlassianEventsDeps, 'dispatcher' | 'metrics'>> & { metrics: PipelineMetrics | undefined };
@@ -195,11 +272,11 @@ class EventsStreamReadable extends Readable {
   #position: Position;
   #lastProcessedAt: string | undefined;
   #hour = HOUR_UNKNOWN;
+  readonly #pacer: RatePacer;
 
   constructor(options: AtlassianEventsOptions, deps: AtlassianEventsDeps) {
     super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
-    const apiUrl = new URL(options.apiUrl ?? 'https://api.atlassian.com');
-    if (apiUrl.protocol !== 'https:' && apiUrl.protocol !== 'http:') throw new ConfigError(`--api-url must be http(s), got ${apiUrl.protocol}`);
+    const apiUrl = checkApiUrl(options.apiUrl ?? 'https://api.atlassian.com');
     this.#opts = {
       apiUrl: apiUrl.origin,
       orgId: options.orgId,
@@ -229,6 +306,7 @@ class EventsStreamReadable extends Readable {
     this.#requestSignal = this.#opts.signal === undefined
       ? this.#destroyed.signal
       : AbortSignal.any([this.#destroyed.signal, this.#opts.signal]);
+    this.#pacer = new RatePacer(options.rateLimit === false ? undefined : options.rateLimit ?? DEFAULT_RATE_BUDGET);
     this.#position = { ...options.start };
     this.#lastProcessedAt = options.lastProcessedAt;
     this.#it = this.#generate();
@@ -312,6 +390,8 @@ class EventsStreamReadable extends Readable {
     let start = 0;
     let hour = this.#hour;
     let lastProcessedAt: string | undefined;
+    let lastProcessedAtMs = -Infinity;
+    const latestBelievable = this.#deps.clock.now() + MAX_FUTURE_SKEW_MS;
     const emit = (end: number, position: Position): Batch => {
       const batch: Batch = {
         records: records.slice(start, end),
@@ -328,15 +408,21 @@ class EventsStreamReadable extends Readable {
       this.#hour = batch.hour;
       start = end;
       lastProcessedAt = undefined;
+      lastProcessedAtMs = -Infinity;
       return batch;
     };
     for (let i = 0; i < records.length; i++) {
-      const { hour: h, processedAt: p } = recordTimes(records[i]);
+      const { hour: h, processedAt: p, processedAtMs: pMs } = recordTimes(records[i]);
       if (h !== HOUR_UNKNOWN && h !== hour) {
         if (i > start) yield emit(i, { ...pos, skip: pos.skip + i });
         hour = h;
       }
-      if (p !== undefined && (lastProcessedAt === undefined || p > lastProcessedAt)) lastProcessedAt = p;
+      // Compared as instants (offsets and letter case differ between strings), ignoring the
+      // impossible future.
+      if (p !== undefined && pMs > lastProcessedAtMs && pMs <= latestBelievable) {
+        lastProcessedAt = p;
+        lastProcessedAtMs = pMs;
+      }
     }
     yield emit(records.length, after);
   }
@@ -356,6 +442,15 @@ class EventsStreamReadable extends Readable {
     for (;;) {
       if (this.#stopping) return undefined;
       if (this.#destroyed.signal.aborted) throw new AbortError();
+      const paceMs = this.#pacer.delay(clock.now());
+      if (paceMs > 0) {
+        metrics?.rateLimitWaitSeconds.inc({ reason: 'pacing' }, paceMs / 1000);
+        if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
+        await clock.sleep(paceMs, this.#requestSignal);
+        if (this.#stopping) return undefined;
+        if (this.#destroyed.signal.aborted) throw new AbortError();
+      }
+      this.#pacer.started(clock.now());
       const outcome = await this.#fetchOnce(current);
       if (outcome.ok) return { page: outcome.page, pos: current };
       if ('fatal' in outcome) {
@@ -377,7 +472,7 @@ class EventsStreamReadable extends Readable {
         // already passed, would become a tight loop) and never beyond a day (a nonsense hint).
         const hint = outcome.waitMs;
         waitMs = hint === undefined ? this.#backoff(rateLimited) : Math.min(Math.max(hint, MIN_RATE_LIMIT_WAIT_MS), MAX_RATE_LIMIT_WAIT_MS);
-        metrics?.rateLimitWaitSeconds.inc(waitMs / 1000);
+        metrics?.rateLimitWaitSeconds.inc({ reason: '429' }, waitMs / 1000);
         logger.warn('rate limited by the API; waiting', { waitMs: Math.round(waitMs) });
       } else {
         failures++;
@@ -393,7 +488,9 @@ class EventsStreamReadable extends Readable {
   }
 
   #fallbackPosition(): Position {
-    const last = this.#lastProcessedAt === undefined ? undefined : parseRfc3339(this.#lastProcessedAt);
+    const parsed = this.#lastProcessedAt === undefined ? undefined : parseRfc3339(this.#lastProcessedAt);
+    // Never restart ahead of now: events between would be skipped.
+    const last = parsed === undefined ? undefined : Math.min(parsed, this.#deps.clock.now());
     const from = last === undefined ? this.#opts.fallbackFrom : last - this.#opts.cursorFallbackOverlapMs;
     return { from: Math.max(0, from), skip: 0 };
   }
@@ -423,6 +520,8 @@ class EventsStreamReadable extends Readable {
     metrics?.apiRequests.inc({ status: String(status) });
     const remaining = Number(res.headers['x-ratelimit-remaining']);
     if (Number.isFinite(remaining)) metrics?.rateLimitRemaining.set(remaining);
+    // A 429's own hints are applied by the retry (see retryHintMs); pace on the others.
+    if (status !== 429) this.#pacer.observe(res.headers, clock.now());
     let text: string;
     try {
       // Always consume the body, error responses included, so the connection can be reused.
@@ -434,7 +533,7 @@ class EventsStreamReadable extends Readable {
     }
     metrics?.apiRequestSeconds.observe((clock.now() - started) / 1000);
     if (status === 200) {
-      const page = parsePage(text);
+      const page = parsePage(text, this.#opts.apiUrl);
       if (typeof page === 'string') return { ok: false, retry: 'malformed', detail: page };
       if (page.records.length > this.#opts.pageSize) {
         return { ok: false, retry: 'malformed', detail: `page has ${page.records.length} records, more than the ${this.#opts.pageSize} asked for` };
@@ -459,6 +558,14 @@ class EventsStreamReadable extends Readable {
       return { ok: false, fatal: new InvalidCursorError(`the API rejected the cursor (HTTP 400${suffix})`) };
     }
     if (status === 408) return { ok: false, retry: 'timeout', detail: 'HTTP 408' };
+    if (status >= 300 && status < 400) {
+      const location = typeof res.headers.location === 'string' ? res.headers.location : '';
+      const to = location === '' ? '' : ` to ${foreignOrigin(location, this.#opts.apiUrl) ?? this.#opts.apiUrl}`;
+      return {
+        ok: false,
+        fatal: new ApiError(`events-stream answered HTTP ${status}, a redirect${to}: redirects are never followed, so the key is not sent anywhere else; check --api-url`, status),
+      };
+    }
     return { ok: false, fatal: new ApiError(`events-stream answered HTTP ${status}${suffix}`, status) };
   }
 }

@@ -54,7 +54,7 @@ test('configuration errors: one clear line, exit 2, before any request', async (
 test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never printing the key', async () => {
   await withSim(async (sim) => {
     const dir = await tempDir();
-    const base = ['run', '--once', '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--metrics-port', '0'];
+    const base = ['run', '--once', '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--metrics-port', '0', '--rate-limit', '0'];
     const cases: Array<[string[], string, number, RegExp]> = [
       [['--org-id', sim.orgId, '--state', join(dir, 'a.json')], 'wrong-key-abcdef', 3, /401.*ATLASSIAN_API_KEY/],
       [['--org-id', 'unknown-org', '--state', join(dir, 'b.json')], KEY, 5, /not found.*--org-id/],
@@ -76,7 +76,7 @@ test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never p
 test('a poller stops on SIGTERM with exit 0 and a saved checkpoint; a second process on its state is refused', async () => {
   await withSim(async (sim) => {
     const dir = await tempDir();
-    const args = ['run', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, 'state.json'), '--metrics-port', '0', '--interval', '1s', '--object-max-age', '1h', '--log-format', 'json'];
+    const args = ['run', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, 'state.json'), '--metrics-port', '0', '--rate-limit', '0', '--interval', '1s', '--object-max-age', '1h', '--log-format', 'json'];
     const poller = startCli(args, { ATLASSIAN_API_KEY: KEY });
     // Objects stay open between polls (age 1h): the first poll's events are completed only by the
     // stop, together with events that arrived while the poller ran.
@@ -106,7 +106,7 @@ test('run --once into radosgw through the CLI', { skip: s3Skip() }, async () => 
     try {
       const r = await runCli(
         ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--from', '2000-01-01T00:00:00Z', '--bucket', bucket, '--prefix', 'p/', '--quarantine-prefix', 'q/',
-          '--s3-endpoint', process.env['S3_ENDPOINT']!, '--s3-force-path-style', '--state', join(dir, 's.json'), '--metrics-port', '0'],
+          '--s3-endpoint', process.env['S3_ENDPOINT']!, '--s3-force-path-style', '--state', join(dir, 's.json'), '--metrics-port', '0', '--rate-limit', '0'],
         { ATLASSIAN_API_KEY: KEY, ...s3TestEnv() },
       );
       assert.equal(r.code, 0, r.stderr);

@@ -22,6 +22,7 @@ test('simulator → pipeline → radosgw: exactly once, normalised, quarantined 
   try {
     const options: PipelineOptions = {
       orgId: sim.orgId,
+      rateLimit: false,
       apiKey: sim.apiKey,
       apiUrl: sim.url,
       from: 0,

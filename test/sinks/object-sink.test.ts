@@ -252,3 +252,10 @@ test('counts reconcile: a batch whose records are not all written, quarantined o
   await pipeline(Readable.from([ok]), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal }));
   assert.deepEqual(journal.commits.map((c) => [c.fetched, c.events, c.quarantined, c.duplicates]), [[5, 3, 1, 1]]);
 });
+
+test('truncateDepth keeps a "__proto__" key as data instead of setting the copy\'s prototype', async () => {
+  const { truncateDepth } = await import('../../src/sinks/object-sink.js');
+  const copy = truncateDepth(JSON.parse('{"id":"a","__proto__":{"x":1}}')) as Record<string, unknown>;
+  assert.equal(JSON.stringify(copy), '{"id":"a","__proto__":{"x":1}}');
+  assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+});

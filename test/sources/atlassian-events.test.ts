@@ -26,7 +26,7 @@ function fastClock(): Clock & { waits: number[] } {
 }
 
 function opts(sim: Simulator, over: Partial<AtlassianEventsOptions> = {}): AtlassianEventsOptions {
-  return { apiUrl: sim.url, orgId: sim.orgId, apiKey: sim.apiKey, start: { from: 0, skip: 0 }, backoffBaseMs: 1, backoffCapMs: 5, ...over };
+  return { apiUrl: sim.url, orgId: sim.orgId, apiKey: sim.apiKey, start: { from: 0, skip: 0 }, backoffBaseMs: 1, backoffCapMs: 5, rateLimit: false, ...over };
 }
 
 async function drain(src: AsyncIterable<Batch>): Promise<Batch[]> {
@@ -235,7 +235,7 @@ test('an API that answers a cursor with itself as next is caught up, not a tight
   const port = (server.address() as { port: number }).port;
   try {
     const clock = fastClock();
-    const src = createAtlassianEventsSource({ apiUrl: `http://127.0.0.1:${port}`, orgId: 'o', apiKey: 'k', start: { cursor: 'SAME', skip: 0 } }, { clock });
+    const src = createAtlassianEventsSource({ apiUrl: `http://127.0.0.1:${port}`, orgId: 'o', apiKey: 'k', start: { cursor: 'SAME', skip: 0 }, rateLimit: false }, { clock });
     assert.equal(ids(await drain(src)).length, 2);
     assert.deepEqual(src.position, { cursor: 'SAME', skip: 2 });
     assert.equal(requests, 2);
@@ -245,5 +245,66 @@ test('an API that answers a cursor with itself as next is caught up, not a tight
   } finally {
     server.closeAllConnections();
     server.close();
+  }
+});
+
+test('pacing: a server limit tighter than the budget is met by holding until X-RateLimit-Reset, with no 429', async () => {
+  await withSim({ events: 600, seed: 14, duplicateRate: 0, rateLimit: { requests: 4, windowMs: 1000 }, resetPrecision: 'millisecond' }, async (sim) => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const records = ids(await drain(createAtlassianEventsSource(opts(sim, { pageSize: 50, rateLimit: { requests: 1000, windowMs: 1000 } }), { metrics })));
+    assert.equal(records.length, sim.summary().totalRecords);
+    assert.ok(sim.stats.requests >= 13, `${sim.stats.requests} requests`);
+    assert.equal(sim.stats.byStatus['429'], undefined, `429s: ${sim.stats.byStatus['429']}`);
+    const waited = (await metrics.rateLimitWaitSeconds.get()).values.find((v) => v.labels['reason'] === 'pacing')?.value ?? 0;
+    assert.ok(waited > 0, 'the pacer never held a request');
+  });
+});
+
+test('pacing: a budget matching the limit uses it without 429s and without waiting for a minute-rounded reset', async () => {
+  // The simulator's windows start at the first request and announce their reset rounded up to
+  // the minute, as observed: holding until that reset would wait up to a minute per window.
+  await withSim({ events: 600, seed: 15, duplicateRate: 0, rateLimit: { requests: 10, windowMs: 1000 }, resetPrecision: 'minute' }, async (sim) => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const budget = { requests: 10, windowMs: 1000 };
+    const records = ids(await drain(createAtlassianEventsSource(opts(sim, { pageSize: 25, rateLimit: budget }), { metrics })));
+    assert.equal(records.length, sim.summary().totalRecords);
+    assert.equal(sim.stats.byStatus['429'], undefined, `429s: ${sim.stats.byStatus['429']}`);
+    // Every pacing wait is at most one spacing step (101 ms): none waited for a reset.
+    const waited = (await metrics.rateLimitWaitSeconds.get()).values.find((v) => v.labels['reason'] === 'pacing')?.value ?? 0;
+    assert.ok(waited <= (sim.stats.requests * 101) / 1000, `waited ${waited} s over ${sim.stats.requests} requests`);
+    assert.ok(waited > 0, 'requests were not spaced at all');
+  });
+});
+
+test('a stop signal cuts short an hour-long rate-limit wait: the source ends cleanly, nothing is emitted twice', { timeout: 15_000 }, async () => {
+  await withSim({ events: 50, seed: 16, faults: { retryAfterSeconds: 3600 } }, async (sim) => {
+    sim.failNextRequests(['429-retry-after']);
+    const stop = new AbortController();
+    const src = createAtlassianEventsSource(opts(sim, { signal: stop.signal }));
+    const batches: Batch[] = [];
+    src.on('data', (b: Batch) => batches.push(b));
+    while (sim.stats.requests < 1) await new Promise((r) => setTimeout(r, 20));
+    stop.abort();
+    await once(src, 'end');
+    assert.equal(batches.length, 0);
+    assert.equal(sim.stats.requests, 1, 'the source retried instead of stopping');
+  });
+});
+
+test('late events: processed hours after their time, they are still caught by polling from the saved cursor', async () => {
+  for (const endStyle of ['cursor', 'null'] as const) {
+    await withSim({ events: 600, seed: 17, endStyle, duplicateRate: 0, lateRate: 0, malformedRate: 0 }, async (sim) => {
+      const first = createAtlassianEventsSource(opts(sim));
+      const before = ids(await drain(first));
+      const newestTime = Math.max(...before.map((r) => Date.parse((r as { attributes: { time: string } }).attributes.time)));
+      // Events whose time is 2 min – 8 h before their processedAt: older than events already
+      // collected. A poller that asks by event time (from = newest time seen) would miss them.
+      sim.append(80, { late: true });
+      const late = ids(await drain(createAtlassianEventsSource(opts(sim, { start: first.position }))));
+      assert.equal(late.length, 80, endStyle);
+      const attrs = late.map((r) => (r as { attributes: { time: string; processedAt: string } }).attributes);
+      assert.ok(attrs.every((a) => Date.parse(a.processedAt) - Date.parse(a.time) >= 120_000), 'not late');
+      assert.ok(attrs.some((a) => Date.parse(a.time) < newestTime), 'no late event is older than what was already collected');
+    });
   }
 });

@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { acquireLock, newState, saveState, StateJournal } from '../src/checkpoint.js';
+import { StateError } from '../src/errors.js';
+import { tempDir } from './helpers/fs.js';
+
+const checkpointModule = resolve(fileURLToPath(import.meta.url), '../../src/checkpoint.js');
+
+/** A pid that is certainly not running: a child that has already exited. */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(r.stdout.toString());
+}
+
+test('a second run on the same state is refused with a clear message, in this process or another', async () => {
+  const dir = await tempDir();
+  const state = join(dir, 'state.json');
+  const lock = acquireLock(state);
+  assert.throws(() => acquireLock(state), (err: unknown) => err instanceof StateError && /in use by another run in this process.*duplicates/.test(err.message));
+  const other = spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(checkpointModule)}).then((m) => m.acquireLock(${JSON.stringify(state)})).catch((e) => { console.error(e.message); process.exit(8); })`]);
+  assert.equal(other.status, 8);
+  assert.match(other.stderr.toString(), new RegExp(`in use by another process \\(pid ${process.pid}\\)`));
+  lock.release();
+  assert.equal(existsSync(`${state}.lock`), false);
+  acquireLock(state).release();
+});
+
+test('a lock left by a killed process is taken over; an unreadable or half-written one too', async () => {
+  const dir = await tempDir();
+  const state = join(dir, 'state.json');
+  for (const content of [`${deadPid()} 0123456789abcdef\n`, `${deadPid()}\n`, '', 'garbage']) {
+    writeFileSync(`${state}.lock`, content);
+    const lock = acquireLock(state);
+    assert.match(readFileSync(`${state}.lock`, 'utf8'), new RegExp(`^${process.pid} [0-9a-f]{16}\\n$`));
+    lock.release();
+  }
+  assert.deepEqual(readdirSync(dir), [], 'temporary lock files left behind');
+});
+
+test('many processes racing for a stale lock: exactly one wins', async () => {
+  const dir = await tempDir();
+  for (let round = 0; round < 3; round++) {
+    const state = join(dir, `state-${round}.json`);
+    writeFileSync(`${state}.lock`, `${deadPid()} ffffffffffffffff\n`);
+    // Each contender waits for a common start time, tries once, and holds a won lock for a while.
+    const start = Date.now() + 700;
+    const script = `const m = await import(${JSON.stringify(checkpointModule)});
+      while (Date.now() < ${start}) {}
+      try { const l = m.acquireLock(${JSON.stringify(state)}); console.log('won'); await new Promise((r) => setTimeout(r, 800)); l.verify(); l.release(); }
+      catch (e) { console.log(/in use/.test(e.message) ? 'refused' : 'error: ' + e.message); }`;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => new Promise<string>((res) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script]);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+        child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+        child.on('close', () => res(out.trim()));
+      })),
+    );
+    assert.equal(results.filter((r) => r === 'won').length, 1, `round ${round}: ${results.join(' | ')}`);
+    assert.equal(results.filter((r) => r === 'refused').length, 7, `round ${round}: ${results.join(' | ')}`);
+  }
+});
+
+test('a holder whose lock was taken over stops before writing the checkpoint', async () => {
+  const dir = await tempDir();
+  const path = join(dir, 'state.json');
+  const state = newState('org', 0);
+  await saveState(path, state);
+  const lock = acquireLock(path);
+  const journal = new StateJournal(state, { path, prefix: 'a/', quarantinePrefix: 'q/', lock });
+  await journal.reserve('events', 0);
+  const before = readFileSync(path, 'utf8');
+  writeFileSync(`${path}.lock`, `${deadPid()} 0000000000000000\n`); // someone judged it stale and took it
+  await assert.rejects(journal.reserve('events', 0), (err: unknown) => err instanceof StateError && /taken over by another process/.test(err.message));
+  assert.equal(readFileSync(path, 'utf8'), before, 'the checkpoint was written without the lock');
+  lock.release();
+  assert.equal(existsSync(`${path}.lock`), true, 'released a lock it no longer held');
+});

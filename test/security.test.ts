@@ -1,0 +1,120 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { parseRunConfig } from '../src/cli.js';
+import { ApiError, ConfigError } from '../src/errors.js';
+import { createAtlassianEventsSource, parsePage } from '../src/sources/atlassian-events.js';
+import type { Batch } from '../src/types.js';
+
+const KEY = 'sekret-KEY-0123456789abcdef';
+
+interface Served {
+  url: string;
+  requests: Array<{ url: string; authorization: string | undefined }>;
+  close(): Promise<void>;
+}
+
+async function serve(handler: (req: IncomingMessage, res: ServerResponse, n: number) => void): Promise<Served> {
+  const requests: Served['requests'] = [];
+  const server = createServer((req, res) => {
+    requests.push({ url: req.url ?? '', authorization: req.headers.authorization });
+    handler(req, res, requests.length);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+function page(data: unknown[], next: string | null, links: Record<string, unknown> = {}): string {
+  return JSON.stringify({ data, meta: { next, page_size: data.length }, links });
+}
+
+async function drain(src: AsyncIterable<Batch>): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for await (const b of src) out.push(...b.records);
+  return out;
+}
+
+const base = { orgId: 'o', apiKey: KEY, start: { from: 0, skip: 0 }, rateLimit: false as const, backoffBaseMs: 1, backoffCapMs: 2 };
+
+test('a links.next or meta.next pointing to another host is refused; the token never reaches that host', async () => {
+  const elsewhere = await serve((_req, res) => res.end(page([], null)));
+  for (const hostile of [
+    (n: number) => page([{ id: `e${n}` }], 'c2', { next: `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2` }),
+    (n: number) => page([{ id: `e${n}` }], `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2`),
+    (n: number) => page([{ id: `e${n}` }], `//evil.invalid/admin/v1/orgs/o/events-stream?cursor=c2`),
+  ]) {
+    const api = await serve((_req, res, n) => res.end(hostile(n)));
+    try {
+      await assert.rejects(drain(createAtlassianEventsSource({ ...base, apiUrl: api.url, maxRetries: 2 })), (err: unknown) => {
+        assert.ok(err instanceof ApiError, String(err));
+        assert.match(err.message, /points to .*refusing to follow pagination to another host/);
+        assert.ok(!err.message.includes(KEY));
+        return true;
+      });
+      assert.equal(api.requests.length, 3, 'each hostile page is a page error, retried, then the run fails');
+    } finally {
+      await api.close();
+    }
+  }
+  assert.equal(elsewhere.requests.length, 0, 'a request went to the other host');
+  await elsewhere.close();
+});
+
+test('pagination links on the configured origin are fine, and a same-origin URL in meta.next yields its cursor', async () => {
+  const api = await serve((req, res) => {
+    const cursor = new URL(req.url ?? '/', 'http://x').searchParams.get('cursor');
+    const self = `http://${req.headers.host}/admin/v1/orgs/o/events-stream`;
+    if (cursor === null) res.end(page([{ id: 'a' }], `${self}?cursor=c2&limit=500`, { next: `${self}?cursor=c2`, self }));
+    else if (cursor === 'c2') res.end(page([{ id: 'b' }], 'c3', { next: '/admin/v1/orgs/o/events-stream?cursor=c3' }));
+    else res.end(page([], null));
+  });
+  try {
+    const records = await drain(createAtlassianEventsSource({ ...base, apiUrl: api.url }));
+    assert.deepEqual(records, [{ id: 'a' }, { id: 'b' }]);
+    assert.deepEqual(api.requests.map((r) => new URL(r.url, 'http://x').searchParams.get('cursor')), [null, 'c2', 'c3']);
+    // An opaque cursor that merely contains a colon is a cursor, not a link.
+    assert.deepEqual(parsePage(page([], 'page:2'), api.url), { records: [], next: 'page:2' });
+  } finally {
+    await api.close();
+  }
+});
+
+test('a redirect is never followed: ApiError naming the target, the key not sent there', async () => {
+  const elsewhere = await serve((_req, res) => res.end(page([{ id: 'stolen' }], null)));
+  const api = await serve((_req, res) => res.writeHead(302, { location: `${elsewhere.url}/collect` }).end());
+  try {
+    await assert.rejects(drain(createAtlassianEventsSource({ ...base, apiUrl: api.url })), (err: unknown) => {
+      assert.ok(err instanceof ApiError, String(err));
+      assert.match(err.message, new RegExp(`HTTP 302, a redirect to ${elsewhere.url}: redirects are never followed`));
+      return true;
+    });
+    assert.equal(elsewhere.requests.length, 0);
+  } finally {
+    await api.close();
+    await elsewhere.close();
+  }
+});
+
+test('the key comes only from the environment or a file; TLS checks cannot be turned off; plain http only to this machine', () => {
+  const env = { ATLASSIAN_API_KEY: KEY };
+  for (const argv of [['--org-id', 'o', `--api-key=${KEY}`], ['--org-id', 'o', '--api-key', KEY], ['--org-id', 'o', '--token', KEY]]) {
+    assert.throws(() => parseRunConfig(argv, env), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /never taken from the command line.*ATLASSIAN_API_KEY.*--api-key-file/);
+      assert.ok(!err.message.includes(KEY));
+      return true;
+    });
+  }
+  // A stray argument (a key pasted in the wrong place) is not echoed back.
+  assert.throws(() => parseRunConfig(['--org-id', 'o', KEY], env), (err: unknown) => err instanceof ConfigError && !err.message.includes(KEY));
+  assert.throws(() => parseRunConfig(['--org-id', 'o'], { ...env, NODE_TLS_REJECT_UNAUTHORIZED: '0' }), /NODE_TLS_REJECT_UNAUTHORIZED=0 would turn off TLS/);
+  assert.throws(() => parseRunConfig(['--org-id', 'o', '--api-url', 'http://api.example.com'], env), /unencrypted: use https/);
+  for (const ok of ['https://api.atlassian.com', 'http://127.0.0.1:8080', 'http://localhost:1', 'http://[::1]:9']) {
+    assert.equal(parseRunConfig(['--org-id', 'o', '--api-url', ok], env).pipeline.apiUrl, ok);
+  }
+  assert.equal(parseRunConfig(['--org-id', 'o'], env).pipeline.apiKey, KEY);
+});
