@@ -88,6 +88,8 @@ function checkState(path: string, json: unknown): CheckpointState {
   if (typeof s.seq !== 'number' || !Array.isArray(s.dedupe) || !s.dedupe.every((x) => typeof x === 'string')) throw invalid(path, 'bad seq or dedupe');
   if (typeof s.inflight !== 'object' || s.inflight === null) throw invalid(path, 'bad inflight');
   if (typeof s.totals !== 'object' || s.totals === null) throw invalid(path, 'bad totals');
+  // Files written before `fetched` was counted: every record then was one of the three.
+  s.totals.fetched ??= s.totals.events + s.totals.quarantined + s.totals.duplicates;
   return s as CheckpointState;
 }
 
@@ -180,8 +182,12 @@ export function acquireLock(statePath: string): StateLock {
       }
       const seen = readOrUndefined(lockPath);
       if (seen === undefined) continue; // released meanwhile
-      const holder = Number(seen.trim().split(/\s+/)[0]);
-      if (Number.isInteger(holder) && holder > 0 && pidAlive(holder)) {
+      const [pidText, tokenText] = seen.trim().split(/\s+/);
+      const holder = Number(pidText);
+      // Our own pid with a token this process does not hold: a previous process that had the
+      // same pid (a container's PID 1 after a kill) left it. Stale.
+      const ownButNotHeld = holder === process.pid && !heldTokens.has(tokenText ?? '');
+      if (Number.isInteger(holder) && holder > 0 && !ownButNotHeld && pidAlive(holder)) {
         throw new StateError(
           `state ${statePath} is in use by ${holder === process.pid ? 'another run in this process' : `another process (pid ${holder})`}; ` +
             `two runs on one state would write duplicates. If no such run exists, delete ${lockPath}`,
@@ -211,8 +217,13 @@ export function acquireLock(statePath: string): StateLock {
   }
 }
 
+/** Tokens of the locks this process holds (several runs in one process, on different states). */
+const heldTokens = new Set<string>();
+
 function lockHandle(lockPath: string, mine: string): StateLock {
   let released = false;
+  const token = mine.trim().split(/\s+/)[1]!;
+  heldTokens.add(token);
   return {
     verify() {
       if (released) throw new StateError(`the lock ${lockPath} was released`);
@@ -223,6 +234,7 @@ function lockHandle(lockPath: string, mine: string): StateLock {
     release() {
       if (released) return;
       released = true;
+      heldTokens.delete(token);
       if (readOrUndefined(lockPath) === mine) rmQuiet(lockPath);
     },
   };

@@ -154,8 +154,8 @@ export function rateBudget(v: string | undefined): RateBudget | false | undefine
   const requests = m === null ? NaN : Number(m[1]);
   const windowMs = m?.[2] === undefined ? 60_000 : parseDuration(m[2]);
   if (requests === 0 && m?.[2] === undefined) return false;
-  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_BUDGET_REQUESTS || windowMs === undefined || windowMs < 1) {
-    throw new ConfigError(`--rate-limit must be requests per minute like 50, or per duration like 300/1m or 10/2s, or 0 for none (got ${JSON.stringify(v)})`);
+  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_BUDGET_REQUESTS || windowMs === undefined || windowMs < 1 || windowMs > 86_400_000) {
+    throw new ConfigError(`--rate-limit must be requests per minute like 50, or per duration (at most 1d) like 300/1m or 10/2s, or 0 for none (got ${JSON.stringify(v)})`);
   }
   return { requests, windowMs };
 }
@@ -353,7 +353,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     ...(config.logFormat === undefined ? {} : { format: config.logFormat }),
     redact: secretsOf(config, env),
   });
-  knownSecrets.push(config.pipeline.apiKey);
+  if (!knownSecrets.includes(config.pipeline.apiKey)) knownSecrets.push(config.pipeline.apiKey);
   const metrics = createMetrics();
   const intervalMs = config.pipeline.intervalMs ?? 300_000;
   let server: MetricsServer | undefined;

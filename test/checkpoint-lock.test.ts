@@ -32,7 +32,8 @@ test('a second run on the same state is refused with a clear message, in this pr
 test('a lock left by a killed process is taken over; an unreadable or half-written one too', async () => {
   const dir = await tempDir();
   const state = join(dir, 'state.json');
-  for (const content of [`${deadPid()} 0123456789abcdef\n`, `${deadPid()}\n`, '', 'garbage']) {
+  // Our own pid with another token: a previous process that had this pid (a container's PID 1).
+  for (const content of [`${deadPid()} 0123456789abcdef\n`, `${deadPid()}\n`, '', 'garbage', `${process.pid} 0123456789abcdef\n`]) {
     writeFileSync(`${state}.lock`, content);
     const lock = acquireLock(state);
     assert.match(readFileSync(`${state}.lock`, 'utf8'), new RegExp(`^${process.pid} [0-9a-f]{16}\\n$`));
@@ -80,4 +81,14 @@ test('a holder whose lock was taken over stops before writing the checkpoint', a
   assert.equal(readFileSync(path, 'utf8'), before, 'the checkpoint was written without the lock');
   lock.release();
   assert.equal(existsSync(`${path}.lock`), true, 'released a lock it no longer held');
+});
+
+test('a checkpoint written before records were counted gets fetched = written + quarantined + duplicates', async () => {
+  const { loadState } = await import('../src/checkpoint.js');
+  const dir = await tempDir();
+  const path = join(dir, 'old.json');
+  const old = newState('org', 0);
+  old.totals = { events: 10, quarantined: 2, duplicates: 3, objects: 1 };
+  writeFileSync(path, JSON.stringify(old));
+  assert.equal((await loadState(path))!.totals.fetched, 15);
 });

@@ -45,7 +45,7 @@ test('a links.next or meta.next pointing to another host is refused; the token n
   for (const hostile of [
     (n: number) => page([{ id: `e${n}` }], 'c2', { next: `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2` }),
     (n: number) => page([{ id: `e${n}` }], `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2`),
-    (n: number) => page([{ id: `e${n}` }], `//evil.invalid/admin/v1/orgs/o/events-stream?cursor=c2`),
+    (n: number) => page([{ id: `e${n}` }], 'c2', { next: `HTTPS://user@evil.invalid:443/admin/v1/orgs/o/events-stream?cursor=c2` }),
   ]) {
     const api = await serve((_req, res, n) => res.end(hostile(n)));
     try {
@@ -76,8 +76,12 @@ test('pagination links on the configured origin are fine, and a same-origin URL 
     const records = await drain(createAtlassianEventsSource({ ...base, apiUrl: api.url }));
     assert.deepEqual(records, [{ id: 'a' }, { id: 'b' }]);
     assert.deepEqual(api.requests.map((r) => new URL(r.url, 'http://x').searchParams.get('cursor')), [null, 'c2', 'c3']);
-    // An opaque cursor that merely contains a colon is a cursor, not a link.
+    // An opaque cursor that merely contains a colon, or is base64 starting with "//", is a cursor.
     assert.deepEqual(parsePage(page([], 'page:2'), api.url), { records: [], next: 'page:2' });
+    assert.deepEqual(parsePage(page([], '//8AAAEAAABhYmM='), api.url), { records: [], next: '//8AAAEAAABhYmM=' });
+    // Links to Atlassian's own API are fine behind a gateway (with or without a trailing dot).
+    const viaGateway = page([], 'c9', { next: 'https://api.atlassian.com./admin/v1/orgs/o/events-stream?cursor=c9' });
+    assert.deepEqual(parsePage(viaGateway, api.url), { records: [], next: 'c9' });
   } finally {
     await api.close();
   }

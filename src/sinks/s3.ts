@@ -107,21 +107,23 @@ export class S3Store implements ObjectStore {
     // one to complete or abort it. The key belongs to this object alone, so once the object is
     // complete every upload still listed for it is such an orphan. Best effort: the object is
     // complete either way, and an orphan holds no parts (they all went to the retried upload).
+    // Bounded like an abort's clean-up: a commit never waits long on it.
     const done = upload.done().then(async () => {
-      if (upload.uploadId !== undefined) await this.abortIncomplete(key).catch(() => {});
+      if (upload.uploadId !== undefined) await this.abortIncomplete(key, AbortSignal.timeout(ABORT_CLEANUP_TIMEOUT_MS)).catch(() => {});
     });
     done.catch(() => {}); // the sink observes it
     return {
       body,
       done,
       abort: async () => {
+        // Bounded as a whole: an abort runs on failures and shutdowns, when S3 may be unreachable.
+        // If the clean-up cannot finish in time the key stays reserved in the checkpoint, and the
+        // next run aborts what is left of it before writing the key again.
+        const deadline = AbortSignal.timeout(ABORT_CLEANUP_TIMEOUT_MS);
         body.destroy();
         await upload.abort().catch(() => {});
-        await done.catch(() => {});
-        // Bounded: an abort runs on failures and shutdowns, when S3 may be unreachable. If the
-        // clean-up cannot finish in time the key stays reserved in the checkpoint, and the next
-        // run aborts what is left of it before writing the key again.
-        await this.abortIncomplete(key, AbortSignal.timeout(ABORT_CLEANUP_TIMEOUT_MS));
+        await Promise.race([done.catch(() => {}), new Promise((resolve) => deadline.addEventListener('abort', resolve, { once: true }))]);
+        await this.abortIncomplete(key, deadline);
       },
     };
   }

@@ -198,22 +198,31 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
-const LOOKS_LIKE_URL = /^(?:[a-z][a-z0-9+.-]*:)?\/\//i;
+/** An absolute URL (scheme://). A cursor is opaque: base64 may start with "//", so that alone is no URL. */
+const LOOKS_LIKE_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * Origins a pagination link may name besides --api-url: Atlassian's own API (a gateway in front of
+ * it may pass its links through unchanged, and the key belongs there anyway).
+ */
+const ATLASSIAN_ORIGIN = 'https://api.atlassian.com';
 
 /**
  * Where a pagination link points, when it is not on `origin`: an absolute URL's origin, else
  * undefined (a relative link, or an opaque cursor, stays on the API origin).
  */
 function foreignOrigin(link: string, origin: string): string | undefined {
-  // Only what is unmistakably a URL (scheme://, or //host): an opaque cursor may hold a colon.
+  // Only what is unmistakably a URL: an opaque cursor may hold a colon or start with "//".
   if (!LOOKS_LIKE_URL.test(link)) return undefined;
   let url: URL;
   try {
-    url = new URL(link, origin);
+    url = new URL(link);
   } catch {
     return 'an unparseable URL';
   }
-  return url.origin === origin ? undefined : url.origin;
+  // "api.atlassian.com." is the same host as "api.atlassian.com".
+  if (url.hostname.endsWith('.')) url.hostname = url.hostname.slice(0, -1);
+  return url.origin === origin || url.origin === ATLASSIAN_ORIGIN ? undefined : url.origin;
 }
 
 /**

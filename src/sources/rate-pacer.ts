@@ -47,12 +47,18 @@ function header(headers: Headers, name: string): string | undefined {
 
 /**
  * `X-RateLimit-Reset` as epoch ms: ISO-8601 UTC, seen with minute precision
- * (`2023-10-11T17:05Z`), seconds and fractions accepted; a bare integer is taken as seconds from
- * now. Undefined when absent or unreadable.
+ * (`2023-10-11T17:05Z`), seconds and fractions accepted; a bare integer is seconds from now, or
+ * epoch seconds (≥ 1e9) or epoch milliseconds (≥ 1e12). Undefined when absent or unreadable.
  */
 export function parseRateLimitReset(value: string | undefined, now: number): number | undefined {
   if (value === undefined || value === '') return undefined;
-  if (/^\d+$/.test(value)) return now + Number(value) * 1000;
+  if (/^\d+$/.test(value)) {
+    // A count of seconds from now; a number this large can only be epoch seconds (or ms).
+    const n = Number(value);
+    if (n >= 1e12) return n;
+    if (n >= 1e9) return n * 1000;
+    return now + n * 1000;
+  }
   const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i.exec(value);
   if (m === null) return undefined;
   const zone = m[4]!.toUpperCase() === 'Z' ? 'Z' : m[4]!.replace(/^([+-]\d{2}):?(\d{2})$/, '$1:$2');

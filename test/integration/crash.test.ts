@@ -83,6 +83,7 @@ test('SIGKILL again and again, with API and S3 faults on: every event in exactly
       else endedOnItsOwn(r.code, r.stderr);
     }
     assert.ok(kills.length >= 10, `only ${kills.length} kills landed`);
+    assert.ok(kills.some((k) => k.startsWith('before-commit')), 'no kill landed between "objects complete" and "checkpoint saved"');
     const apiFaults = Object.values(sim.stats.faults).reduce((a, b) => a + b, 0);
     const s3Faults = proxy.entries('*', (e) => e.fault !== undefined).length;
     // 3. Faults off, a clean run to the end.

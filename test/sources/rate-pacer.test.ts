@@ -84,6 +84,8 @@ test('X-RateLimit-Reset is read at minute, second and millisecond precision, wit
   assert.equal(parseRateLimitReset('2023-10-11T19:05+02:00', now), Date.parse('2023-10-11T17:05:00Z'));
   assert.equal(parseRateLimitReset('2023-10-11T19:05:00+0200', now), Date.parse('2023-10-11T17:05:00Z'));
   assert.equal(parseRateLimitReset('42', now), now + 42_000);
+  assert.equal(parseRateLimitReset('1697043900', now), Date.parse('2023-10-11T17:05:00Z'));
+  assert.equal(parseRateLimitReset('1697043900000', now), Date.parse('2023-10-11T17:05:00Z'));
   for (const junk of ['', 'tomorrow', '2023-10-11', '2023-10-11T17:5Z', '2023-13-11T17:05Z']) assert.equal(parseRateLimitReset(junk, now), undefined, junk);
   // A 429 with only a reset time waits until it, however long.
   assert.equal(retryHintMs({ 'x-ratelimit-reset': '2023-10-11T20:00Z' }, now), Date.parse('2023-10-11T20:00:00Z') - now);
@@ -97,7 +99,7 @@ test('--rate-limit: N per minute, N/DURATION, 0 for no budget; anything else is 
   assert.deepEqual(rateBudget('300/1m'), { requests: 300, windowMs: 60_000 });
   assert.deepEqual(rateBudget('10/2s'), { requests: 10, windowMs: 2000 });
   assert.equal(rateBudget('0'), false);
-  for (const bad of ['', 'fast', '-5', '1.5', '50/', '50/soon', '0/1m', '200000']) {
+  for (const bad of ['', 'fast', '-5', '1.5', '50/', '50/soon', '0/1m', '200000', '1/30d']) {
     assert.throws(() => rateBudget(bad), (err: unknown) => err instanceof ConfigError && /--rate-limit/.test(err.message), bad);
   }
 });
