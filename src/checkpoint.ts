@@ -143,6 +143,16 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Who holds `<state>.lock`, if anyone: its pid, and whether that process is running. */
+export function lockHolder(statePath: string): { pid: number; running: boolean } | undefined {
+  const seen = readOrUndefined(`${statePath}.lock`);
+  if (seen === undefined) return undefined;
+  const pid = Number(seen.trim().split(/\s+/)[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return { pid: 0, running: false };
+  const token = seen.trim().split(/\s+/)[1] ?? '';
+  return { pid, running: pidAlive(pid) && !(pid === process.pid && !heldTokens.has(token)) };
+}
+
 /** A held lock on a state file. */
 export interface StateLock {
   /** Throws StateError if another process has taken the lock since (it was judged stale). */

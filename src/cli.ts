@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, describeError, PipelineError } from './errors.js';
+import { lockHolder, loadState, type CheckpointState, type RunSummary } from './checkpoint.js';
+import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
@@ -26,6 +27,7 @@ Usage:
       [--out-dir DIR] [--state FILE] [--metrics-port N] [--interval DURATION] [options]
   atlassian-audit-pipeline demo [--events N] [--out-dir DIR]
   atlassian-audit-pipeline simulate [--port N] [--events N] [--seed N]
+  atlassian-audit-pipeline status [--state FILE] [--json]
   atlassian-audit-pipeline --help
 
 run: collects every event of the organization from the events-stream API, validates it,
@@ -64,6 +66,11 @@ AWS credentials and region come from the AWS SDK's usual chain.
                              complete before they are aborted (default 20s)
   --log-level LEVEL          debug|info|warn|error (default info)
   --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
+
+status: prints a state file's checkpoint (position, newest processedAt written and its age, the
+dedupe window, reserved keys, totals), the last run's summary, and whether a run holds its lock.
+--state FILE (default ./atlassian-audit-state.json, or ATLASSIAN_AUDIT_STATE); --json for machine
+output. Exit 8 if the file does not exist or is unusable.
 
 Every valued flag can also come from the environment as ATLASSIAN_AUDIT_<FLAG>, e.g.
 ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment.
@@ -437,6 +444,76 @@ async function commandSimulate(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** How long ago `iso` was, for people: "42 s ago", "3 min ago", "5 h ago", "2 d ago". */
+function ago(iso: string | undefined, now: number): string {
+  const t = iso === undefined ? NaN : Date.parse(iso);
+  if (!Number.isFinite(t)) return 'never';
+  const s = Math.round((now - t) / 1000);
+  const text = Math.abs(s) < 120 ? `${s} s` : Math.abs(s) < 7200 ? `${Math.round(s / 60)} min` : Math.abs(s) < 172_800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86_400)} d`;
+  return `${iso} (${text} ago)`;
+}
+
+/** What `status` reports: the checkpoint, the last run, and whether a run holds the lock. */
+export async function readStatus(statePath: string, now = Date.now()): Promise<Record<string, unknown>> {
+  const path = resolve(statePath);
+  const state = await loadState(path);
+  if (state === undefined) throw new StateError(`no state file at ${path}: no run has used it yet (check --state)`);
+  const holder = lockHolder(path);
+  const p = state.position;
+  return {
+    state: path,
+    stateId: state.stateId,
+    orgId: state.orgId,
+    position: p.cursor !== undefined ? { cursor: p.cursor, skip: p.skip } : { from: new Date(p.from!).toISOString(), skip: p.skip },
+    checkpointSavedAt: state.updatedAt,
+    checkpointAgeSeconds: Math.round((now - Date.parse(state.updatedAt)) / 1000),
+    lastProcessedAt: state.lastProcessedAt ?? null,
+    lastProcessedAgeSeconds: state.lastProcessedAt === undefined ? null : Math.round((now - Date.parse(state.lastProcessedAt)) / 1000),
+    collectingSince: new Date(state.origin).toISOString(),
+    dedupeWindowIds: state.dedupe.length,
+    reservedKeys: state.inflight,
+    totals: state.totals,
+    lastRun: state.lastRun ?? null,
+    running: holder === undefined ? false : holder.running,
+    ...(holder === undefined ? {} : { lock: { pid: holder.pid, stale: !holder.running } }),
+  };
+}
+
+async function commandStatus(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let values: { state?: string; json?: boolean };
+  try {
+    values = parseArgs({ args: argv, options: { state: { type: 'string' }, json: { type: 'boolean' } }, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.')} (see --help)`);
+  }
+  const statePath = values.state ?? env['ATLASSIAN_AUDIT_STATE'] ?? 'atlassian-audit-state.json';
+  const now = Date.now();
+  const s = await readStatus(statePath, now);
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return 0;
+  }
+  const t = s['totals'] as CheckpointState['totals'];
+  const pos = s['position'] as { cursor?: string; from?: string; skip: number };
+  const run = s['lastRun'] as RunSummary | null;
+  const lock = s['lock'] as { pid: number; stale: boolean } | undefined;
+  const reserved = Object.entries(s['reservedKeys'] as Record<string, string>);
+  const lines = [
+    `state:             ${String(s['state'])} (org ${String(s['orgId'])}, stateId ${String(s['stateId'])})`,
+    `position:          ${pos.cursor !== undefined ? `cursor ${pos.cursor.length > 24 ? `${pos.cursor.slice(0, 24)}… (${pos.cursor.length} chars)` : pos.cursor}` : `from ${pos.from}`}, ${pos.skip} records of its page handled`,
+    `checkpoint saved:  ${ago(s['checkpointSavedAt'] as string, now)}`,
+    `last processedAt:  ${ago((s['lastProcessedAt'] as string | null) ?? undefined, now)}`,
+    `collecting since:  ${String(s['collectingSince'])}`,
+    `dedupe window:     ${String(s['dedupeWindowIds'])} ids`,
+    `reserved keys:     ${reserved.length === 0 ? 'none' : reserved.map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `totals:            fetched ${t.fetched ?? 0}, written ${t.events}, quarantined ${t.quarantined}, duplicates ${t.duplicates}, objects ${t.objects}`,
+    `last run:          ${run === null ? 'none' : `${run.outcome}, ${run.startedAt} → ${run.finishedAt}: written ${run.events}, quarantined ${run.quarantined}, duplicates ${run.duplicates}, objects ${run.objects}${run.error === undefined ? '' : `; error: ${run.error}`}`}`,
+    `running:           ${lock === undefined ? 'no' : lock.stale ? `no (stale lock from pid ${lock.pid}; the next run takes it over)` : `yes (pid ${lock.pid})`}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
@@ -447,6 +524,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (command === 'run') return await commandRun(rest, env);
     if (command === 'demo') return await commandDemo(rest);
     if (command === 'simulate') return await commandSimulate(rest);
+    if (command === 'status') return await commandStatus(rest, env);
     throw new ConfigError(`unknown command ${JSON.stringify(command)} (see --help)`);
   } catch (err) {
     const code = err instanceof PipelineError ? err.exitCode : 1;

@@ -29,7 +29,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
-import { hourPath } from '../time.js';
+import { hourPath, parseRfc3339 } from '../time.js';
 import type { Batch, Position } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
@@ -341,7 +341,10 @@ export class ObjectSink extends Writable {
 
   #note(target: Tally, batch: Batch): void {
     target.position = batch.position;
-    if (batch.lastProcessedAt !== undefined) target.lastProcessedAt = batch.lastProcessedAt;
+    // The newest, not the latest: re-deliveries at the end of a page keep their old processedAt.
+    if (batch.lastProcessedAt !== undefined && (target.lastProcessedAt === undefined || (parseRfc3339(batch.lastProcessedAt) ?? -Infinity) > (parseRfc3339(target.lastProcessedAt) ?? -Infinity))) {
+      target.lastProcessedAt = batch.lastProcessedAt;
+    }
     if (batch.dedupeMark !== undefined) target.dedupeMark = batch.dedupeMark;
     target.duplicates += batch.duplicates ?? 0;
     target.fetched += batch.records.length + (batch.fetched ?? 0);

@@ -411,7 +411,9 @@ class EventsStreamReadable extends Readable {
       };
       if (lastProcessedAt !== undefined) {
         batch.lastProcessedAt = lastProcessedAt;
-        this.#lastProcessedAt = lastProcessedAt;
+        // Only forward: a re-delivery keeps its old processedAt.
+        const known = this.#lastProcessedAt === undefined ? -Infinity : parseRfc3339(this.#lastProcessedAt) ?? -Infinity;
+        if (lastProcessedAtMs > known) this.#lastProcessedAt = lastProcessedAt;
       }
       this.#position = position;
       this.#hour = batch.hour;
