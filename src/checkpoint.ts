@@ -143,13 +143,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** The pid and token of a lock file's content (`<pid> <token>`); NaN pid when unreadable. */
+function parseLock(content: string): { pid: number; token: string } {
+  const [pid, token] = content.trim().split(/\s+/);
+  return { pid: Number(pid), token: token ?? '' };
+}
+
 /** Who holds `<state>.lock`, if anyone: its pid, and whether that process is running. */
 export function lockHolder(statePath: string): { pid: number; running: boolean } | undefined {
   const seen = readOrUndefined(`${statePath}.lock`);
   if (seen === undefined) return undefined;
-  const pid = Number(seen.trim().split(/\s+/)[0]);
+  const { pid, token } = parseLock(seen);
   if (!Number.isInteger(pid) || pid <= 0) return { pid: 0, running: false };
-  const token = seen.trim().split(/\s+/)[1] ?? '';
   return { pid, running: pidAlive(pid) && !(pid === process.pid && !heldTokens.has(token)) };
 }
 
@@ -192,11 +197,10 @@ export function acquireLock(statePath: string): StateLock {
       }
       const seen = readOrUndefined(lockPath);
       if (seen === undefined) continue; // released meanwhile
-      const [pidText, tokenText] = seen.trim().split(/\s+/);
-      const holder = Number(pidText);
+      const { pid: holder, token: holderToken } = parseLock(seen);
       // Our own pid with a token this process does not hold: a previous process that had the
       // same pid (a container's PID 1 after a kill) left it. Stale.
-      const ownButNotHeld = holder === process.pid && !heldTokens.has(tokenText ?? '');
+      const ownButNotHeld = holder === process.pid && !heldTokens.has(holderToken);
       if (Number.isInteger(holder) && holder > 0 && !ownButNotHeld && pidAlive(holder)) {
         throw new StateError(
           `state ${statePath} is in use by ${holder === process.pid ? 'another run in this process' : `another process (pid ${holder})`}; ` +
@@ -232,7 +236,7 @@ const heldTokens = new Set<string>();
 
 function lockHandle(lockPath: string, mine: string): StateLock {
   let released = false;
-  const token = mine.trim().split(/\s+/)[1]!;
+  const { token } = parseLock(mine);
   heldTokens.add(token);
   return {
     verify() {

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { lockHolder, loadState, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
@@ -116,6 +116,15 @@ const RUN_OPTIONS = {
 type RunFlag = keyof typeof RUN_OPTIONS;
 type Values = Partial<Record<RunFlag, string | boolean>>;
 
+/** Strict flag parsing; errors are ConfigErrors that never echo a stray argument (it may be a secret). */
+function parseFlags(argv: string[], options: ParseArgsConfig['options']): Record<string, unknown> {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.')} (see --help)`);
+  }
+}
+
 /** Flag value, else its ATLASSIAN_AUDIT_* environment mirror. */
 function get(values: Values, flag: RunFlag, env: NodeJS.ProcessEnv): string | undefined {
   const v = values[flag];
@@ -196,14 +205,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   if (argv.some((a) => /^--(api-?key|key|token|api-?token)(=|$)/i.test(a))) {
     throw new ConfigError('the API key is never taken from the command line (ps and shell history would show it): set ATLASSIAN_API_KEY or use --api-key-file FILE');
   }
-  let values: Values;
-  try {
-    values = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }).values as Values;
-  } catch (err) {
-    // Never echo a stray argument: it may be a secret pasted in the wrong place.
-    const message = (err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.');
-    throw new ConfigError(`${message} (see --help)`);
-  }
+  const values = parseFlags(argv, RUN_OPTIONS) as Values;
   if (env['NODE_TLS_REJECT_UNAUTHORIZED'] === '0') {
     throw new ConfigError('NODE_TLS_REJECT_UNAUTHORIZED=0 would turn off TLS certificate checks for the API and S3: unset it (use NODE_EXTRA_CA_CERTS for a private CA)');
   }
@@ -480,12 +482,7 @@ export async function readStatus(statePath: string, now = Date.now()): Promise<R
 }
 
 async function commandStatus(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  let values: { state?: string; json?: boolean };
-  try {
-    values = parseArgs({ args: argv, options: { state: { type: 'string' }, json: { type: 'boolean' } }, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new ConfigError(`${(err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.')} (see --help)`);
-  }
+  const values = parseFlags(argv, { state: { type: 'string' }, json: { type: 'boolean' } }) as { state?: string; json?: boolean };
   const statePath = values.state ?? env['ATLASSIAN_AUDIT_STATE'] ?? 'atlassian-audit-state.json';
   const now = Date.now();
   const s = await readStatus(statePath, now);

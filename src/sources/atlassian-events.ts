@@ -31,7 +31,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
 import type { Batch, Position } from '../types.js';
-import { DEFAULT_RATE_BUDGET, parseRateLimitReset, RatePacer, type RateBudget } from './rate-pacer.js';
+import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
   /** API origin. Default `https://api.atlassian.com`. Pagination never leaves this origin. */
@@ -104,14 +104,10 @@ type Outcome =
  * `Retry-After` and `X-Retry-After` answer this request and win; `X-RateLimit-Reset` (when the
  * whole window resets, often rounded to the minute) is used only when neither is present.
  */
-export function retryHintMs(headers: Record<string, string | string[] | undefined>, now: number): number | undefined {
-  const h = (name: string): string | undefined => {
-    const v = headers[name];
-    return Array.isArray(v) ? v[0] : v;
-  };
+export function retryHintMs(headers: Headers, now: number): number | undefined {
   const waits: number[] = [];
   for (const name of ['retry-after', 'x-retry-after']) {
-    const v = h(name)?.trim();
+    const v = header(headers, name);
     if (v === undefined || v === '') continue;
     if (/^\d+(\.\d+)?$/.test(v)) waits.push(Number(v) * 1000);
     else {
@@ -120,7 +116,7 @@ export function retryHintMs(headers: Record<string, string | string[] | undefine
     }
   }
   if (waits.length > 0) return Math.max(0, ...waits);
-  const at = parseRateLimitReset(h('x-ratelimit-reset')?.trim(), now);
+  const at = parseRateLimitReset(header(headers, 'x-ratelimit-reset'), now);
   return at === undefined ? undefined : Math.max(0, at - now);
 }
 

@@ -38,9 +38,10 @@ export const MAX_BUDGET_REQUESTS = 100_000;
 /** A reset announced further out than this is nonsense; cap the wait. */
 const MAX_RESET_WAIT_MS = 24 * 3_600_000;
 
-type Headers = Record<string, string | string[] | undefined>;
+export type Headers = Record<string, string | string[] | undefined>;
 
-function header(headers: Headers, name: string): string | undefined {
+/** A response header's first value, trimmed. */
+export function header(headers: Headers, name: string): string | undefined {
   const v = headers[name];
   return (Array.isArray(v) ? v[0] : v)?.trim();
 }
