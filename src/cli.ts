@@ -11,7 +11,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { lockHolder, loadState, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
-import { createMetrics } from './metrics.js';
+import { DropoffAlarm, DROPOFF_MAX_MS, DROPOFF_MIN_MS } from './dropoff.js';
+import { createMetrics, isMetricPrefix } from './metrics.js';
+import { ProgressLine } from './progress.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkApiUrl } from './sources/atlassian-events.js';
 import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
@@ -51,6 +53,11 @@ AWS credentials and region come from the AWS SDK's usual chain.
   --state FILE               checkpoint file (default ./atlassian-audit-state.json)
   --metrics-port N           serve /metrics, /healthz, /readyz on N (default 9464; 0 disables)
   --metrics-host HOST        address for the metrics server (default 0.0.0.0)
+  --metrics-prefix P         prefix of every metric name, Node/process ones included
+                             (default atlassian_audit_)
+  --dropoff-after DURATION   raise the drop-off alarm (gauge dropoff_alarm=1, one warning)
+                             when no new event is written for this long: 15m to 30d
+                             (default off)
   --zstd-level N             1–19 (default 3)
   --object-max-bytes SIZE    close an object at this compressed size (default 32MiB)
   --object-max-age DURATION  close an object at this age (default 5m)
@@ -66,6 +73,8 @@ AWS credentials and region come from the AWS SDK's usual chain.
                              complete before they are aborted (default 20s)
   --log-level LEVEL          debug|info|warn|error (default info)
   --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
+  --progress auto|off        progress line while catching up (default auto: only when
+                             stderr is a TTY)
 
 status: prints a state file's checkpoint (position, newest processedAt written and its age, the
 dedupe window, reserved keys, totals), the last run's summary, and whether a run holds its lock.
@@ -98,6 +107,9 @@ const RUN_OPTIONS = {
   state: { type: 'string' },
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
+  'metrics-prefix': { type: 'string' },
+  'dropoff-after': { type: 'string' },
+  progress: { type: 'string' },
   'zstd-level': { type: 'string' },
   'object-max-bytes': { type: 'string' },
   'object-max-age': { type: 'string' },
@@ -195,6 +207,10 @@ export interface RunConfig {
   pipeline: Omit<PipelineOptions, 'signal' | 'abortSignal'>;
   metricsPort: number;
   metricsHost: string;
+  metricsPrefix: string;
+  /** Drop-off alarm threshold, ms; undefined = off. */
+  dropoffAfterMs: number | undefined;
+  progress: 'auto' | 'off';
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty' | undefined;
 }
@@ -281,10 +297,22 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
   checkPrefixes(pipeline.prefix ?? DEFAULT_PREFIX, pipeline.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
+  const metricsPrefix = get(values, 'metrics-prefix', env) ?? 'atlassian_audit_';
+  if (!isMetricPrefix(metricsPrefix)) throw new ConfigError(`--metrics-prefix must be letters, digits, _ and : and not start with a digit (got ${JSON.stringify(metricsPrefix)})`);
+  const dropoffText = get(values, 'dropoff-after', env);
+  const dropoffAfterMs = dropoffText === undefined ? undefined : parseDuration(dropoffText);
+  if (dropoffText !== undefined && (dropoffAfterMs === undefined || dropoffAfterMs < DROPOFF_MIN_MS || dropoffAfterMs > DROPOFF_MAX_MS)) {
+    throw new ConfigError(`--dropoff-after must be a duration from 15m to 30d, like 1h or 2d (got ${JSON.stringify(dropoffText)})`);
+  }
+  const progress = get(values, 'progress', env) ?? 'auto';
+  if (progress !== 'auto' && progress !== 'off') throw new ConfigError(`--progress must be auto or off (got ${JSON.stringify(progress)})`);
   return {
     pipeline,
     metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 9464,
     metricsHost: get(values, 'metrics-host', env) ?? '0.0.0.0',
+    metricsPrefix,
+    dropoffAfterMs,
+    progress,
     logLevel,
     logFormat,
   };
@@ -357,14 +385,21 @@ function secretsOf(config: RunConfig | undefined, env: NodeJS.ProcessEnv): strin
 
 async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const config = parseRunConfig(argv, env);
+  const metrics = createMetrics({ prefix: config.metricsPrefix });
+  // The progress line only on a terminal: in a pipe or a log file, the log lines serve instead.
+  const progress = config.progress === 'auto' && process.stderr.isTTY === true
+    ? new ProgressLine(process.stderr, { metrics })
+    : undefined;
   const logger = createLogger({
     level: config.logLevel,
     ...(config.logFormat === undefined ? {} : { format: config.logFormat }),
     redact: secretsOf(config, env),
+    stream: progress?.wrap(process.stderr) ?? process.stderr,
   });
   if (!knownSecrets.includes(config.pipeline.apiKey)) knownSecrets.push(config.pipeline.apiKey);
-  const metrics = createMetrics();
-  const intervalMs = config.pipeline.intervalMs ?? 300_000;
+  // /readyz and the `ready` gauge: the last page succeeded within two poll intervals.
+  metrics.health.readyWithinMs = 2 * (config.pipeline.intervalMs ?? 300_000);
+  const dropoff = config.dropoffAfterMs === undefined ? undefined : new DropoffAlarm({ afterMs: config.dropoffAfterMs }, { metrics, logger });
   let server: MetricsServer | undefined;
   if (config.metricsPort !== 0) {
     try {
@@ -372,10 +407,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
         port: config.metricsPort,
         host: config.metricsHost,
         registry: metrics.registry,
-        ready: () => {
-          const last = metrics.health.lastPollSuccessMs;
-          return last !== undefined && Date.now() - last <= 2 * intervalMs;
-        },
+        ready: metrics.isReady,
       });
       logger.info('metrics server listening', { port: server.port });
     } catch (err) {
@@ -383,14 +415,19 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
     }
   }
   const signals = signalControllers(logger);
+  dropoff?.start();
+  progress?.start();
   try {
     const result = await runPipeline(
       { ...config.pipeline, signal: signals.stop.signal, abortSignal: signals.abort.signal },
       { logger, metrics, ...faultInjection(env) },
     );
+    progress?.stop();
     printSummary(result, process.stdout);
     return 0;
   } finally {
+    progress?.stop();
+    dropoff?.stop();
     signals.dispose();
     await server?.close();
   }

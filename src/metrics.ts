@@ -1,17 +1,83 @@
 /**
  * Every metric, on an injected prom-client Registry. Labels are bounded: HTTP status codes,
- * retry causes from a fixed list, object kinds (`events`/`quarantine`), stage names.
- * Never an error message, URL, key or event id.
+ * retry causes from a fixed list, quarantine reason classes ({@link QUARANTINE_REASONS}), object
+ * kinds (`events`/`quarantine`), stage names. Never an error message, URL, key or event id.
+ *
+ * Counters move per batch or per object, never per event. "Written" counts move only when the
+ * object holding the events is complete in the store.
+ *
+ * {@link Health} holds the plain values behind the gauges that are computed at scrape time
+ * (lag, checkpoint age, readiness, the drop-off alarm) and behind the progress line.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Readable, Writable } from 'node:stream';
+import { systemClock, type Clock } from './clock.js';
 
 export interface MetricsOptions {
   /** Registry to register on. Default: a new one. */
   registry?: Registry;
-  /** Name prefix. Default `atlassian_audit_`. */
+  /** Name prefix of every metric, the default Node/process ones included. Default `atlassian_audit_`. */
   prefix?: string;
-  /** Also collect prom-client's default Node/process metrics. Default true. */
+  /** Also collect prom-client's default Node/process metrics (CPU, memory, event-loop lag, GC). Default true. */
   defaultMetrics?: boolean;
+  /** Time for the computed gauges (lag, ages, readiness). Default the system clock. */
+  clock?: Clock;
+}
+
+/** A valid Prometheus metric-name prefix: `[a-zA-Z_:][a-zA-Z0-9_:]*`, or empty. */
+export function isMetricPrefix(prefix: string): boolean {
+  return /^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(prefix);
+}
+
+/** The `reason` label values of `events_quarantined_total`: one per class of validation failure. */
+export const QUARANTINE_REASONS = ['not_object', 'missing_field', 'wrong_type', 'bad_id', 'bad_time', 'too_deep', 'other'] as const;
+export type QuarantineReasonClass = (typeof QUARANTINE_REASONS)[number];
+
+/**
+ * The bounded class of a quarantine reason string (which names a field path and is unbounded):
+ * `attributes.time: not RFC 3339` → `bad_time`. A combined reason (`a; b`) is classed by its first part.
+ */
+export function quarantineReasonClass(reason: string): QuarantineReasonClass {
+  const first = reason.split('; ')[0] ?? reason;
+  if (first.startsWith('record: nested too deeply')) return 'too_deep';
+  if (first.startsWith('record: expected object')) return 'not_object';
+  if (first.endsWith(': missing')) return 'missing_field';
+  if (/: expected \w+, got \w+$/.test(first)) return 'wrong_type';
+  if (first.startsWith('id: ')) return 'bad_id';
+  if (/: (not RFC 3339|outside years)/.test(first)) return 'bad_time';
+  return 'other';
+}
+
+/** Plain values the computed gauges, /readyz, the drop-off alarm and the progress line read. */
+export interface Health {
+  /** When the metrics were created (the process started collecting), epoch ms. */
+  readonly startedMs: number;
+  /** Last API page fetched and parsed successfully, epoch ms. */
+  lastPageOkMs: number | undefined;
+  /** Last time the source reached the end of the stream (caught up), epoch ms. */
+  caughtUpMs: number | undefined;
+  /** Last time an object holding events completed, epoch ms. */
+  lastWrittenMs: number | undefined;
+  /** `processedAt` / `attributes.time` of the newest event in a complete object, epoch ms. */
+  newestProcessedAtMs: number | undefined;
+  newestEventTimeMs: number | undefined;
+  /** Last checkpoint save, epoch ms. */
+  lastCheckpointMs: number | undefined;
+  /** Newest `processedAt` the source has fetched (how far through the stream it is), epoch ms. */
+  fetchedUpToMs: number | undefined;
+  /** Where this run's range starts (the checkpoint's position in time), epoch ms. */
+  rangeStartMs: number | undefined;
+  /** Totals since the process started, for the progress line. */
+  received: number;
+  written: number;
+  rateLimitWaits: number;
+  rateLimitWaitMs: number;
+  /** /readyz: ready when the last page succeeded within this many ms. Default 600,000 (2 × 5 min). */
+  readyWithinMs: number;
+  /** Drop-off alarm state, set by DropoffAlarm (0 when off). */
+  dropoff: 0 | 1;
+  /** Installed by a DropoffAlarm: evaluates it, so a scrape sees the state of this moment. */
+  checkDropoff: (() => void) | undefined;
 }
 
 export type PipelineMetrics = ReturnType<typeof createMetrics>;
@@ -19,29 +85,153 @@ export type PipelineMetrics = ReturnType<typeof createMetrics>;
 export function createMetrics(options: MetricsOptions = {}) {
   const registry = options.registry ?? new Registry();
   const p = options.prefix ?? 'atlassian_audit_';
+  if (!isMetricPrefix(p)) throw new RangeError(`metric prefix ${JSON.stringify(p)} is not a valid Prometheus name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)`);
+  const clock = options.clock ?? systemClock;
   const registers = [registry];
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: p });
+  const health: Health = {
+    startedMs: clock.now(),
+    lastPageOkMs: undefined,
+    caughtUpMs: undefined,
+    lastWrittenMs: undefined,
+    newestProcessedAtMs: undefined,
+    newestEventTimeMs: undefined,
+    lastCheckpointMs: undefined,
+    fetchedUpToMs: undefined,
+    rangeStartMs: undefined,
+    received: 0,
+    written: 0,
+    rateLimitWaits: 0,
+    rateLimitWaitMs: 0,
+    readyWithinMs: 600_000,
+    dropoff: 0,
+    checkDropoff: undefined,
+  };
+  const isReady = (): boolean => health.lastPageOkMs !== undefined && clock.now() - health.lastPageOkMs <= health.readyWithinMs;
+  /** Seconds, or NaN when unknown (Prometheus keeps NaN; 0 would read as "fresh"). */
+  const secondsSince = (ms: number | undefined): number => (ms === undefined ? NaN : (clock.now() - ms) / 1000);
+  const timestamp = (ms: number | undefined): number => (ms === undefined ? 0 : ms / 1000);
+  const bytesCompressed = new Counter({ name: `${p}bytes_compressed_total`, help: 'Compressed bytes in complete objects, by kind.', labelNames: ['kind'], registers });
+  const bytesUncompressed = new Counter({ name: `${p}bytes_uncompressed_total`, help: 'JSON-lines bytes in complete objects, by kind.', labelNames: ['kind'], registers });
+  const ratio = { events: { raw: 0, zst: 0 }, quarantine: { raw: 0, zst: 0 } };
   return {
     registry,
-    /** Plain values behind the health endpoints. */
-    health: { lastPollSuccessMs: undefined as number | undefined },
+    clock,
+    health,
+    isReady,
+    // Events
     eventsReceived: new Counter({ name: `${p}events_received_total`, help: 'Records received from the API (valid or not, duplicates included).', registers }),
     eventsWritten: new Counter({ name: `${p}events_written_total`, help: 'Events in complete objects under the events prefix.', registers }),
-    eventsQuarantined: new Counter({ name: `${p}events_quarantined_total`, help: 'Invalid records in complete objects under the quarantine prefix.', registers }),
-    eventsDuplicate: new Counter({ name: `${p}events_duplicates_dropped_total`, help: 'Events dropped because their id was already admitted.', registers }),
+    eventsQuarantined: new Counter({ name: `${p}events_quarantined_total`, help: `Invalid records in complete objects under the quarantine prefix, by reason class (${QUARANTINE_REASONS.join(', ')}).`, labelNames: ['reason'], registers }),
+    eventsDuplicate: new Counter({ name: `${p}events_duplicates_dropped_total`, help: 'Records dropped because their id was already admitted (counted when committed).', registers }),
+    // API
     apiRequests: new Counter({ name: `${p}api_requests_total`, help: 'Requests to the events API by HTTP status (0 = no response).', labelNames: ['status'], registers }),
     apiRequestSeconds: new Histogram({ name: `${p}api_request_duration_seconds`, help: 'Time to fetch and parse one page.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     apiRetries: new Counter({ name: `${p}api_retries_total`, help: 'Retried API requests by cause.', labelNames: ['cause'], registers }),
-    rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit: reason="pacing" (spacing requests within the budget), reason="429" (after a refusal).', labelNames: ['reason'], registers }),
-    rateLimitRemaining: new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response.', registers }),
+    rateLimitWaits: new Counter({ name: `${p}api_rate_limit_waits_total`, help: 'Requests held for the rate limit: reason="pacing" (spacing within the budget or until X-RateLimit-Reset), reason="429" (after a refusal).', labelNames: ['reason'], registers }),
+    rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit, by reason (pacing, 429).', labelNames: ['reason'], registers }),
+    rateLimitRemaining: new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response that had one.', registers }),
+    polls: new Counter({ name: `${p}polls_total`, help: 'Polls that reached the end of the stream (caught up).', registers }),
+    // S3 / store
     objectsWritten: new Counter({ name: `${p}objects_written_total`, help: 'Complete objects by kind.', labelNames: ['kind'], registers }),
-    bytesCompressed: new Counter({ name: `${p}bytes_compressed_total`, help: 'Compressed bytes in complete objects by kind.', labelNames: ['kind'], registers }),
-    bytesUncompressed: new Counter({ name: `${p}bytes_uncompressed_total`, help: 'JSON-lines bytes in complete objects by kind.', labelNames: ['kind'], registers }),
+    bytesCompressed,
+    bytesUncompressed,
+    /** Records the bytes of one complete object in both byte counters and the ratio gauge. */
+    objectBytes(kind: 'events' | 'quarantine', compressed: number, uncompressed: number): void {
+      bytesCompressed.inc({ kind }, compressed);
+      bytesUncompressed.inc({ kind }, uncompressed);
+      ratio[kind].zst += compressed;
+      ratio[kind].raw += uncompressed;
+    },
+    compressionRatio: new Gauge({
+      name: `${p}compression_ratio`,
+      help: 'Uncompressed ÷ compressed bytes over the complete objects of this process, by kind (absent until one is complete).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const kind of ['events', 'quarantine'] as const) if (ratio[kind].zst > 0) this.set({ kind }, ratio[kind].raw / ratio[kind].zst);
+      },
+    }),
     uploadSeconds: new Histogram({ name: `${p}object_upload_duration_seconds`, help: 'From object open to complete.', buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600], registers }),
-    uploadAborts: new Counter({ name: `${p}multipart_aborts_total`, help: 'Object uploads aborted after a failure.', registers }),
-    errors: new Counter({ name: `${p}errors_total`, help: 'Errors by stage and type.', labelNames: ['stage', 'error_type'], registers }),
-    checkpoints: new Counter({ name: `${p}checkpoints_saved_total`, help: 'Checkpoints saved.', registers }),
-    lastPollSuccess: new Gauge({ name: `${p}last_successful_poll_timestamp_seconds`, help: 'When the source last reached the end of the stream.', registers }),
-    newestProcessedAt: new Gauge({ name: `${p}newest_written_processed_at_seconds`, help: 'processedAt of the newest event in a complete object.', registers }),
+    uploadAborts: new Counter({ name: `${p}multipart_aborts_total`, help: 'Object uploads aborted after a failure or a timed-out stop.', registers }),
+    uploadErrors: new Counter({ name: `${p}upload_errors_total`, help: 'Object uploads that failed after the S3 client\'s retries, by kind.', labelNames: ['kind'], registers }),
+    // Freshness
+    newestProcessedAt: new Gauge({
+      name: `${p}newest_written_processed_at_seconds`,
+      help: 'processedAt of the newest event in a complete object, Unix seconds (from the checkpoint at start; 0 = none yet).',
+      registers,
+      collect() { this.set(timestamp(health.newestProcessedAtMs)); },
+    }),
+    newestEventTime: new Gauge({
+      name: `${p}newest_written_event_time_seconds`,
+      help: 'attributes.time of the newest event in a complete object since the process started, Unix seconds (0 = none yet).',
+      registers,
+      collect() { this.set(timestamp(health.newestEventTimeMs)); },
+    }),
+    lag: new Gauge({
+      name: `${p}lag_seconds`,
+      help: 'Now minus newest_written_event_time_seconds (NaN until an event is written).',
+      registers,
+      collect() { this.set(secondsSince(health.newestEventTimeMs)); },
+    }),
+    lastPollSuccess: new Gauge({
+      name: `${p}last_successful_poll_timestamp_seconds`,
+      help: 'When an API page was last fetched and parsed successfully, Unix seconds (0 = never).',
+      registers,
+      collect() { this.set(timestamp(health.lastPageOkMs)); },
+    }),
+    caughtUp: new Gauge({
+      name: `${p}caught_up_timestamp_seconds`,
+      help: 'When the source last reached the end of the stream, Unix seconds (0 = not yet).',
+      registers,
+      collect() { this.set(timestamp(health.caughtUpMs)); },
+    }),
+    lastWrite: new Gauge({
+      name: `${p}last_write_timestamp_seconds`,
+      help: 'When an object holding events last completed, Unix seconds (0 = not since start).',
+      registers,
+      collect() { this.set(timestamp(health.lastWrittenMs)); },
+    }),
+    checkpoints: new Counter({ name: `${p}checkpoints_saved_total`, help: 'Checkpoints saved after complete objects (or a moved position).', registers }),
+    checkpointAge: new Gauge({
+      name: `${p}checkpoint_age_seconds`,
+      help: 'Seconds since the checkpoint was last saved (NaN before the state file is read).',
+      registers,
+      collect() { this.set(secondsSince(health.lastCheckpointMs)); },
+    }),
+    // Pipeline
+    backpressureSeconds: new Counter({ name: `${p}stage_backpressure_seconds_total`, help: 'Seconds a stage spent blocked because the next one was full (sink: waiting on the compressor and the store).', labelNames: ['stage'], registers }),
+    errors: new Counter({ name: `${p}errors_total`, help: 'Pipeline failures that led to a restart, by stage and error code.', labelNames: ['stage', 'error_type'], registers }),
+    ready: new Gauge({
+      name: `${p}ready`,
+      help: '1 when an API page succeeded within the readiness window (2 poll intervals), as /readyz; else 0.',
+      registers,
+      collect() { this.set(isReady() ? 1 : 0); },
+    }),
+    dropoff: new Gauge({
+      name: `${p}dropoff_alarm`,
+      help: '1 when no new event has been written for --dropoff-after; 0 otherwise (always 0 when the alarm is off).',
+      registers,
+      collect() {
+        health.checkDropoff?.();
+        this.set(health.dropoff);
+      },
+    }),
   };
+}
+
+/**
+ * Counts the time `upstream` spends blocked on `downstream`: from the moment `stream/promises`
+ * pipeline pauses it (downstream's `write()` returned false) to downstream's `'drain'`.
+ */
+export function measureBackpressure(upstream: Readable, downstream: Writable, stage: string, metrics: PipelineMetrics, clock: Clock = metrics.clock): void {
+  let since: number | undefined;
+  upstream.on('pause', () => {
+    if (since === undefined && downstream.writableNeedDrain) since = clock.now();
+  });
+  downstream.on('drain', () => {
+    if (since === undefined) return;
+    metrics.backpressureSeconds.inc({ stage }, (clock.now() - since) / 1000);
+    since = undefined;
+  });
 }

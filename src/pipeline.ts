@@ -28,7 +28,7 @@ import { acquireLock, loadState, newState, saveState, StateJournal, type Checkpo
 import { systemClock, type Clock } from './clock.js';
 import { AbortError, ApiError, ConfigError, describeError, PipelineError, SinkError, StateError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
-import type { PipelineMetrics } from './metrics.js';
+import { measureBackpressure, type PipelineMetrics } from './metrics.js';
 import { createAtlassianEventsSource } from './sources/atlassian-events.js';
 import type { RateBudget } from './sources/rate-pacer.js';
 import { createLocalDirSink } from './sinks/local-dir.js';
@@ -37,6 +37,7 @@ import type { EpochCommit, ObjectSink } from './sinks/object-sink.js';
 import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
 import { createNormalizeTime } from './transforms/normalize-time.js';
 import { createValidate } from './transforms/validate.js';
+import { parseRfc3339 } from './time.js';
 import type { Position } from './types.js';
 
 export type OutputOptions =
@@ -216,6 +217,12 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       if (options.from !== undefined) logger.info('state exists: continuing from its checkpoint; --from applies only to the first run');
     }
     await saveState(statePath, state);
+    if (deps.metrics !== undefined) {
+      const h = deps.metrics.health;
+      h.lastCheckpointMs = clock.now();
+      const p = state.lastProcessedAt === undefined ? undefined : parseRfc3339(state.lastProcessedAt);
+      if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
+    }
     for (let attempt = 0; ; attempt++) {
       if (options.abortSignal?.aborted) throw new AbortError();
       const dedupeWindow: DedupeWindow = new DedupeWindow(options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW, state.dedupe);
@@ -261,8 +268,17 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
             { ...sinkDeps, client: s3! },
           )
         : createLocalDirSink({ ...sinkOptions, dir: options.output.dir }, sinkDeps);
+      const validate = createValidate();
+      const normalize = createNormalizeTime();
+      const dedupe = createDedupe({ window: dedupeWindow });
+      if (deps.metrics !== undefined) {
+        measureBackpressure(source, validate, 'source', deps.metrics);
+        measureBackpressure(validate, normalize, 'validate', deps.metrics);
+        measureBackpressure(normalize, dedupe, 'normalize_time', deps.metrics);
+        measureBackpressure(dedupe, sink, 'dedupe', deps.metrics);
+      }
       try {
-        await pipeline(source, createValidate(), createNormalizeTime(), createDedupe({ window: dedupeWindow }), sink, { signal: teardown.signal });
+        await pipeline(source, validate, normalize, dedupe, sink, { signal: teardown.signal });
         addTotals(totals, journal);
         break;
       } catch (err) {

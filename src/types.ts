@@ -66,4 +66,20 @@ export interface Batch {
    * into `events`/`quarantined`. The sink checks fetched = events + quarantined + duplicates.
    */
   fetched?: number;
+  /** Set by the source on the last batch of a poll (the one that caught up with the stream). */
+  pollEnd?: PollEnd;
+}
+
+/** What the source knows about a poll when it catches up; the sink adds what it wrote and logs it. */
+export interface PollEnd {
+  /** When the poll's first request was made, epoch ms. */
+  startedMs: number;
+  /** Pages fetched in the poll (retries not counted). */
+  pages: number;
+  /** Records received in the poll. */
+  records: number;
+  /** From the poll's start to catching up, ms. */
+  durationMs: number;
+  /** When the next poll starts (following only), epoch ms. */
+  nextPollAtMs?: number;
 }

@@ -20,6 +20,9 @@
  *     stalls when the store stops reading, so a slow upload stops the source.
  * Errors/destroy: any write or upload error aborts every open upload (including the server-side
  *     multipart upload) and fails the stream with SinkError; nothing is committed.
+ * Logs: one "object complete" line per object, and one "poll complete" line per poll (when the
+ *     batch carrying the source's `pollEnd` is handled; with no next poll, after the last objects
+ *     are complete).
  */
 import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -28,9 +31,9 @@ import { compress } from 'simple-zstd';
 import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { PipelineMetrics } from '../metrics.js';
+import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
 import { hourPath, parseRfc3339 } from '../time.js';
-import type { Batch, Position } from '../types.js';
+import type { Batch, PollEnd, Position } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
 
@@ -119,6 +122,8 @@ interface OpenObject {
   complete: Promise<void>;
   rawBytes: number;
   records: number;
+  /** Set before this sink aborts the upload, so the failure it causes is not counted as an upload error. */
+  aborting: boolean;
 }
 
 /** What a commit needs: the position and counts of the batches since the last commit. */
@@ -136,6 +141,19 @@ interface Epoch extends Tally {
   hour: number;
   openedAt: number;
   objects: Partial<Record<ObjectKind, OpenObject>>;
+  /** Quarantined records by reason class (the metric's label). */
+  quarantinedBy: Map<string, number>;
+  /** Greatest canonical `attributes.time` among the epoch's events (24-character ISO strings compare as instants). */
+  newestTime: string | undefined;
+}
+
+/** What the "poll complete" log line reports besides the source's PollEnd. */
+interface PollTally {
+  events: number;
+  quarantined: number;
+  duplicates: number;
+  objects: number;
+  bytes: number;
 }
 
 /** How deep a quarantined copy of an unserialisable record is kept. */
@@ -154,6 +172,16 @@ export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
 }
 
 const TOO_DEEP = 'record: nested too deeply to serialise as JSON';
+
+/** The greatest canonical (24-character, UTC) `attributes.time` among `events` and `known`. */
+function newestTime(events: readonly { attributes: { time: unknown } }[], known: string | undefined): string | undefined {
+  let best = known;
+  for (let i = 0; i < events.length; i++) {
+    const t = events[i]!.attributes.time;
+    if (typeof t === 'string' && t.length === 24 && t.endsWith('Z') && (best === undefined || t > best)) best = t;
+  }
+  return best;
+}
 
 /**
  * JSON lines for `records`. `JSON.stringify` is recursive: a record nested a few thousand levels
@@ -204,6 +232,9 @@ export class ObjectSink extends Writable {
   #ageTimer: NodeJS.Timeout | undefined;
   /** Set by _destroy: work still in flight must stop at its next step, never open or commit. */
   #gone = false;
+  #poll: PollTally = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0 };
+  /** A poll that ended without a next one: reported after the final objects are complete. */
+  #lastPoll: PollEnd | undefined;
   /** Totals over the sink's life, in complete objects. */
   readonly totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
 
@@ -240,6 +271,7 @@ export class ObjectSink extends Writable {
     this.#serial(async () => {
       await this.#close('end');
       await this.#commitIdle();
+      if (this.#lastPoll !== undefined) this.#logPoll(this.#lastPoll);
     }).then(() => cb(), (err: unknown) => cb(this.#wrap(err)));
   }
 
@@ -269,6 +301,33 @@ export class ObjectSink extends Writable {
   }
 
   async #handle(batch: Batch): Promise<void> {
+    await this.#write(batch);
+    this.#poll.duplicates += batch.duplicates ?? 0;
+    if (batch.pollEnd === undefined) return;
+    if (batch.pollEnd.nextPollAtMs === undefined) this.#lastPoll = batch.pollEnd;
+    else this.#logPoll(batch.pollEnd);
+  }
+
+  #logPoll(end: PollEnd): void {
+    const t = this.#poll;
+    const open = this.#epoch;
+    this.#logger.info('poll complete', {
+      pages: end.pages,
+      records: end.records,
+      events: t.events,
+      quarantined: t.quarantined,
+      duplicates: t.duplicates,
+      objects: t.objects,
+      bytes: t.bytes,
+      pendingEvents: open?.events ?? 0,
+      durationMs: Math.round(end.durationMs),
+      nextPollAt: end.nextPollAtMs === undefined ? null : new Date(end.nextPollAtMs).toISOString(),
+    });
+    this.#poll = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0 };
+    this.#lastPoll = undefined;
+  }
+
+  async #write(batch: Batch): Promise<void> {
     // Every record the source delivered must be accounted for: written, quarantined or counted
     // as a duplicate. A batch that does not add up (a stage missing, e.g. no validate before the
     // sink, or a stage that lost records) would drop events silently, so it fails the run.
@@ -323,11 +382,20 @@ export class ObjectSink extends Writable {
       const obj = epoch.objects.events ?? (await this.#openObject(epoch, 'events'));
       await this.#writeTo(obj, eventsText, eventCount);
       epoch.events += eventCount;
+      this.#poll.events += eventCount;
+      if (this.#metrics !== undefined) epoch.newestTime = newestTime(batch.events, epoch.newestTime);
     }
     if (batch.quarantined.length > 0) {
       const obj = epoch.objects.quarantine ?? (await this.#openObject(epoch, 'quarantine'));
       await this.#writeTo(obj, quarantineText, batch.quarantined.length);
       epoch.quarantined += batch.quarantined.length;
+      this.#poll.quarantined += batch.quarantined.length;
+      if (this.#metrics !== undefined) {
+        for (const q of batch.quarantined) {
+          const c = quarantineReasonClass(q.reason);
+          epoch.quarantinedBy.set(c, (epoch.quarantinedBy.get(c) ?? 0) + 1);
+        }
+      }
     }
     this.#note(epoch, batch);
     const events = epoch.objects.events;
@@ -368,6 +436,8 @@ export class ObjectSink extends Writable {
       events: 0,
       quarantined: 0,
       duplicates: idle?.duplicates ?? 0,
+      quarantinedBy: new Map(),
+      newestTime: undefined,
     };
     this.#epoch = epoch;
     // Close on age even when no more batches arrive (a quiet log between polls).
@@ -410,8 +480,11 @@ export class ObjectSink extends Writable {
     const flowing = pipeline(zstd, counter, upload.body);
     // Both must succeed; if either fails, the other is torn down by #abortEpoch.
     const complete = Promise.all([flowing, upload.done]).then(() => undefined);
-    complete.catch(() => {}); // observed in #close / #abortEpoch
-    const obj: OpenObject = { kind, key, zstd, counter, upload, complete, rawBytes: 0, records: 0 };
+    const obj: OpenObject = { kind, key, zstd, counter, upload, complete, rawBytes: 0, records: 0, aborting: false };
+    // Observed in #close / #abortEpoch; counted here once, unless this sink caused it by aborting.
+    complete.catch(() => {
+      if (!obj.aborting) this.#metrics?.uploadErrors.inc({ kind });
+    });
     epoch.objects[kind] = obj;
     this.#logger.debug('object opened', { kind, key });
     return obj;
@@ -421,6 +494,7 @@ export class ObjectSink extends Writable {
     obj.rawBytes += Buffer.byteLength(text);
     obj.records += records;
     if (!obj.zstd.write(text)) {
+      const since = this.#clock.now();
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => { obj.zstd.off('error', onError); obj.zstd.off('close', onClose); resolve(); };
         const onError = (e: Error): void => { obj.zstd.off('drain', onDrain); obj.zstd.off('close', onClose); reject(e); };
@@ -430,7 +504,7 @@ export class ObjectSink extends Writable {
         obj.zstd.once('close', onClose);
         // The upload may fail while we wait for the compressor to drain.
         obj.complete.catch(reject);
-      });
+      }).finally(() => this.#metrics?.backpressureSeconds.inc({ stage: 'sink' }, (this.#clock.now() - since) / 1000));
     }
   }
 
@@ -450,20 +524,29 @@ export class ObjectSink extends Writable {
     }
     this.#epoch = undefined;
     const m = this.#metrics;
+    const now = this.#clock.now();
     for (const obj of objects) {
       m?.objectsWritten.inc({ kind: obj.kind });
-      m?.bytesCompressed.inc({ kind: obj.kind }, obj.counter.bytes);
-      m?.bytesUncompressed.inc({ kind: obj.kind }, obj.rawBytes);
-      m?.uploadSeconds.observe((this.#clock.now() - epoch.openedAt) / 1000);
+      m?.objectBytes(obj.kind, obj.counter.bytes, obj.rawBytes);
+      m?.uploadSeconds.observe((now - epoch.openedAt) / 1000);
       this.totals.bytes += obj.counter.bytes;
+      this.#poll.objects++;
+      this.#poll.bytes += obj.counter.bytes;
       this.#logger.info('object complete', { kind: obj.kind, object: this.#store.describe(obj.key), records: obj.records, bytes: obj.counter.bytes, reason });
     }
-    m?.eventsWritten.inc(epoch.events);
-    m?.eventsQuarantined.inc(epoch.quarantined);
-    m?.eventsDuplicate.inc(epoch.duplicates);
-    if (epoch.lastProcessedAt !== undefined) {
-      const t = Date.parse(epoch.lastProcessedAt);
-      if (Number.isFinite(t)) m?.newestProcessedAt.set(t / 1000);
+    if (m !== undefined) {
+      m.eventsWritten.inc(epoch.events);
+      for (const [reason, n] of epoch.quarantinedBy) m.eventsQuarantined.inc({ reason }, n);
+      m.eventsDuplicate.inc(epoch.duplicates);
+      const h = m.health;
+      if (epoch.events > 0) {
+        h.lastWrittenMs = now;
+        h.written += epoch.events;
+      }
+      const p = epoch.lastProcessedAt === undefined ? undefined : parseRfc3339(epoch.lastProcessedAt);
+      if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
+      const t = epoch.newestTime === undefined ? undefined : parseRfc3339(epoch.newestTime);
+      if (t !== undefined && (h.newestEventTimeMs === undefined || t > h.newestEventTimeMs)) h.newestEventTimeMs = t;
     }
     this.totals.fetched += epoch.fetched;
     this.totals.events += epoch.events;
@@ -497,6 +580,10 @@ export class ObjectSink extends Writable {
       duplicates: state.duplicates,
       keys,
     });
+    if (this.#metrics !== undefined) {
+      this.#metrics.checkpoints.inc();
+      this.#metrics.health.lastCheckpointMs = this.#clock.now();
+    }
   }
 
   async #abortEpoch(epoch: Epoch): Promise<void> {
@@ -504,6 +591,7 @@ export class ObjectSink extends Writable {
     const objects = Object.values(epoch.objects);
     await Promise.all(
       objects.map(async (obj) => {
+        obj.aborting = true;
         obj.zstd.destroy();
         try {
           await obj.upload.abort();

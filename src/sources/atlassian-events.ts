@@ -30,7 +30,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
-import type { Batch, Position } from '../types.js';
+import type { Batch, PollEnd, Position } from '../types.js';
 import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
@@ -314,6 +314,13 @@ class EventsStreamReadable extends Readable {
     this.#pacer = new RatePacer(options.rateLimit === false ? undefined : options.rateLimit ?? DEFAULT_RATE_BUDGET);
     this.#position = { ...options.start };
     this.#lastProcessedAt = options.lastProcessedAt;
+    if (deps.metrics !== undefined) {
+      // Where this run's range starts in time, for the progress line: the checkpoint's
+      // processedAt, else the position's `from`, else where the collection began.
+      const h = deps.metrics.health;
+      h.rangeStartMs = (options.lastProcessedAt === undefined ? undefined : parseRfc3339(options.lastProcessedAt)) ?? options.start.from ?? this.#opts.fallbackFrom;
+      if (h.fetchedUpToMs === undefined || h.fetchedUpToMs < h.rangeStartMs) h.fetchedUpToMs = h.rangeStartMs;
+    }
     this.#it = this.#generate();
   }
 
@@ -356,39 +363,59 @@ class EventsStreamReadable extends Readable {
   async *#generate(): AsyncGenerator<Batch, void, undefined> {
     const { follow, intervalMs } = this.#opts;
     const { clock, metrics } = this.#deps;
+    let poll = { startedMs: clock.now(), pages: 0, records: 0 };
     for (;;) {
       const fetched = await this.#fetchWithRetries(this.#position);
       if (fetched === undefined) return; // stopping
       // The position actually fetched: a rejected cursor is replaced by a time-based one.
       const { page, pos } = fetched;
       const fresh = pos.skip > 0 ? page.records.slice(pos.skip) : page.records;
+      poll.pages++;
+      poll.records += fresh.length;
       metrics?.eventsReceived.inc(fresh.length);
+      if (metrics !== undefined) metrics.health.received += fresh.length;
       // A null next, or a next equal to the cursor just used, means "this is the end for now":
       // stay on this page and remember how much of it was handled.
       const stays = page.next === null || (page.next === pos.cursor && pos.cursor !== undefined);
       const after: Position = stays ? { ...pos, skip: pos.skip + fresh.length } : { cursor: page.next!, skip: 0 };
-      yield* this.#cut(pos, fresh, after);
       // Caught up: nothing on the page, no next cursor, or a next cursor that goes nowhere.
       const caughtUp = page.records.length === 0 || stays;
-      if (!caughtUp) continue;
-      if (metrics !== undefined) {
-        metrics.health.lastPollSuccessMs = clock.now();
-        metrics.lastPollSuccess.set(clock.now() / 1000);
+      const now = clock.now();
+      if (caughtUp && metrics !== undefined) {
+        metrics.health.caughtUpMs = now;
+        metrics.polls.inc();
       }
+      // The poll's summary rides on its last batch, so the sink reports it after handling it.
+      const end: PollEnd | undefined = caughtUp
+        ? { ...poll, durationMs: now - poll.startedMs, ...(follow && !this.#stopping ? { nextPollAtMs: now + intervalMs } : {}) }
+        : undefined;
+      yield* this.#cut(pos, fresh, after, end);
+      if (!caughtUp) continue;
       if (!follow || this.#stopping) return;
       await clock.sleep(intervalMs, this.#requestSignal);
       if (this.#stopping) return;
       if (this.#destroyed.signal.aborted) throw new AbortError();
+      poll = { startedMs: clock.now(), pages: 0, records: 0 };
     }
   }
 
-  /** Cuts a page's fresh records into batches at UTC-hour changes of processedAt. */
-  *#cut(pos: Position, records: unknown[], after: Position): Generator<Batch> {
+  /**
+   * Cuts a page's fresh records into batches at UTC-hour changes of processedAt. `pollEnd`, when
+   * the page ends a poll, goes on the last batch (an empty one if the page brought nothing).
+   */
+  *#cut(pos: Position, records: unknown[], after: Position, pollEnd?: PollEnd): Generator<Batch> {
     const samePosition = after.cursor === pos.cursor && after.from === pos.from && after.skip === pos.skip;
     if (records.length === 0) {
-      if (!samePosition) {
+      if (!samePosition || pollEnd !== undefined) {
         this.#position = after;
-        yield { records: [], events: [], quarantined: [], position: after, hour: this.#hour === HOUR_UNKNOWN ? hourOf(this.#deps.clock.now()) : this.#hour };
+        yield {
+          records: [],
+          events: [],
+          quarantined: [],
+          position: after,
+          hour: this.#hour === HOUR_UNKNOWN ? hourOf(this.#deps.clock.now()) : this.#hour,
+          ...(pollEnd === undefined ? {} : { pollEnd }),
+        };
       }
       return;
     }
@@ -410,7 +437,10 @@ class EventsStreamReadable extends Readable {
         // Only forward: a re-delivery keeps its old processedAt.
         const known = this.#lastProcessedAt === undefined ? -Infinity : parseRfc3339(this.#lastProcessedAt) ?? -Infinity;
         if (lastProcessedAtMs > known) this.#lastProcessedAt = lastProcessedAt;
+        const h = this.#deps.metrics?.health;
+        if (h !== undefined && (h.fetchedUpToMs === undefined || lastProcessedAtMs > h.fetchedUpToMs)) h.fetchedUpToMs = lastProcessedAtMs;
       }
+      if (end === records.length && pollEnd !== undefined) batch.pollEnd = pollEnd;
       this.#position = position;
       this.#hour = batch.hour;
       start = end;
@@ -451,7 +481,7 @@ class EventsStreamReadable extends Readable {
       if (this.#destroyed.signal.aborted) throw new AbortError();
       const paceMs = this.#pacer.delay(clock.now());
       if (paceMs > 0) {
-        metrics?.rateLimitWaitSeconds.inc({ reason: 'pacing' }, paceMs / 1000);
+        this.#countWait('pacing', paceMs);
         if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
         await clock.sleep(paceMs, this.#requestSignal);
         if (this.#stopping) return undefined;
@@ -479,7 +509,7 @@ class EventsStreamReadable extends Readable {
         // already passed, would become a tight loop) and never beyond a day (a nonsense hint).
         const hint = outcome.waitMs;
         waitMs = hint === undefined ? this.#backoff(rateLimited) : Math.min(Math.max(hint, MIN_RATE_LIMIT_WAIT_MS), MAX_RATE_LIMIT_WAIT_MS);
-        metrics?.rateLimitWaitSeconds.inc({ reason: '429' }, waitMs / 1000);
+        this.#countWait('429', waitMs);
         logger.warn('rate limited by the API; waiting', { waitMs: Math.round(waitMs) });
       } else {
         failures++;
@@ -492,6 +522,15 @@ class EventsStreamReadable extends Readable {
       metrics?.apiRetries.inc({ cause: outcome.retry });
       await clock.sleep(waitMs, this.#requestSignal);
     }
+  }
+
+  #countWait(reason: 'pacing' | '429', ms: number): void {
+    const metrics = this.#deps.metrics;
+    if (metrics === undefined) return;
+    metrics.rateLimitWaits.inc({ reason });
+    metrics.rateLimitWaitSeconds.inc({ reason }, ms / 1000);
+    metrics.health.rateLimitWaits++;
+    metrics.health.rateLimitWaitMs += ms;
   }
 
   #fallbackPosition(): Position {
@@ -545,6 +584,7 @@ class EventsStreamReadable extends Readable {
       if (page.records.length > this.#opts.pageSize) {
         return { ok: false, retry: 'malformed', detail: `page has ${page.records.length} records, more than the ${this.#opts.pageSize} asked for` };
       }
+      if (metrics !== undefined) metrics.health.lastPageOkMs = clock.now();
       return { ok: true, page };
     }
     const code = apiErrorCode(text);
