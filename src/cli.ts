@@ -388,7 +388,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   const metrics = createMetrics({ prefix: config.metricsPrefix });
   // The progress line only on a terminal: in a pipe or a log file, the log lines serve instead.
   const progress = config.progress === 'auto' && process.stderr.isTTY === true
-    ? new ProgressLine(process.stderr, { metrics })
+    ? new ProgressLine(process.stderr, { metrics }, { stopWhenCaughtUp: config.pipeline.follow === true })
     : undefined;
   const logger = createLogger({
     level: config.logLevel,

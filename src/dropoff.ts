@@ -35,6 +35,9 @@ export class DropoffAlarm {
   /** The last write (or start) the alarm was raised against. */
   #raisedAgainst: number | undefined;
   #timer: NodeJS.Timeout | undefined;
+  readonly #check = (): void => {
+    this.check();
+  };
 
   constructor(options: DropoffAlarmOptions, deps: DropoffAlarmDeps) {
     if (!Number.isFinite(options.afterMs) || options.afterMs <= 0) throw new RangeError('afterMs must be a positive number of milliseconds');
@@ -42,7 +45,7 @@ export class DropoffAlarm {
     this.#metrics = deps.metrics;
     this.#logger = deps.logger ?? silentLogger;
     this.#clock = deps.clock ?? deps.metrics.clock;
-    deps.metrics.health.checkDropoff = () => this.check();
+    deps.metrics.health.checkDropoff = this.#check;
   }
 
   /** Evaluates the alarm now; returns the gauge's value. */
@@ -74,13 +77,16 @@ export class DropoffAlarm {
 
   /** Checks on a timer (unref'd, so it never keeps the process alive). */
   start(): void {
-    this.stop();
+    clearInterval(this.#timer);
+    this.#metrics.health.checkDropoff = this.#check;
     this.#timer = setInterval(() => this.check(), Math.min(this.#afterMs / 10, 60_000));
     this.#timer.unref();
   }
 
+  /** Stops the timer and the checks at scrape time (the gauge keeps its last value). */
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    if (this.#metrics.health.checkDropoff === this.#check) this.#metrics.health.checkDropoff = undefined;
   }
 }

@@ -114,6 +114,9 @@ export function createMetrics(options: MetricsOptions = {}) {
   const bytesCompressed = new Counter({ name: `${p}bytes_compressed_total`, help: 'Compressed bytes in complete objects, by kind.', labelNames: ['kind'], registers });
   const bytesUncompressed = new Counter({ name: `${p}bytes_uncompressed_total`, help: 'JSON-lines bytes in complete objects, by kind.', labelNames: ['kind'], registers });
   const ratio = { events: { raw: 0, zst: 0 }, quarantine: { raw: 0, zst: 0 } };
+  const rateLimitRemaining = new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response that had one (NaN until one had).', registers });
+  // Not 0 before any response: that would read as "the rate limit is used up".
+  rateLimitRemaining.set(NaN);
   return {
     registry,
     clock,
@@ -130,7 +133,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     apiRetries: new Counter({ name: `${p}api_retries_total`, help: 'Retried API requests by cause.', labelNames: ['cause'], registers }),
     rateLimitWaits: new Counter({ name: `${p}api_rate_limit_waits_total`, help: 'Requests held for the rate limit: reason="pacing" (spacing within the budget or until X-RateLimit-Reset), reason="429" (after a refusal).', labelNames: ['reason'], registers }),
     rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit, by reason (pacing, 429).', labelNames: ['reason'], registers }),
-    rateLimitRemaining: new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response that had one.', registers }),
+    rateLimitRemaining: rateLimitRemaining,
     polls: new Counter({ name: `${p}polls_total`, help: 'Polls that reached the end of the stream (caught up).', registers }),
     // S3 / store
     objectsWritten: new Counter({ name: `${p}objects_written_total`, help: 'Complete objects by kind.', labelNames: ['kind'], registers }),

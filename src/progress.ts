@@ -15,7 +15,8 @@
  *
  * Only on a TTY (the CLI decides); elsewhere the per-poll and per-object log lines serve. Log
  * lines written through {@link ProgressLine.wrap} clear the line first and redraw it after, so
- * the two never mix. The line stops for good when the source first catches up.
+ * the two never mix. The line stops for good when the source first catches up (or, with
+ * `stopWhenCaughtUp: false`, at `stop()`).
  */
 import type { Clock } from './clock.js';
 import type { PipelineMetrics } from './metrics.js';
@@ -29,6 +30,12 @@ export interface ProgressStream {
 export interface ProgressLineOptions {
   /** Redraw period. Default 1,000 ms. */
   intervalMs?: number;
+  /**
+   * Stop for good when the source first catches up (a poller then just polls). Default true;
+   * `false` for a run that ends when caught up, so the final line, drawn by `stop()` after the
+   * last objects are complete, shows every event written.
+   */
+  stopWhenCaughtUp?: boolean;
 }
 
 /** "1 h 02 min", "3 min 05 s", "42 s", "2 d 03 h". */
@@ -48,6 +55,7 @@ export class ProgressLine {
   readonly #metrics: PipelineMetrics;
   readonly #clock: Clock;
   readonly #intervalMs: number;
+  readonly #stopWhenCaughtUp: boolean;
   #timer: NodeJS.Timeout | undefined;
   /** The line now on screen (without CLEAR), or '' when none is. */
   #shown = '';
@@ -61,6 +69,7 @@ export class ProgressLine {
     this.#metrics = deps.metrics;
     this.#clock = deps.clock ?? deps.metrics.clock;
     this.#intervalMs = options.intervalMs ?? 1000;
+    this.#stopWhenCaughtUp = options.stopWhenCaughtUp ?? true;
   }
 
   /** The line for the current state (exposed for tests). */
@@ -75,7 +84,11 @@ export class ProgressLine {
     const pos = h.fetchedUpToMs;
     let percent = '?%';
     let eta = '?';
-    if (start !== undefined && pos !== undefined && now > start) {
+    if (h.caughtUpMs !== undefined) {
+      // Caught up: the stream's end is reached, however old its newest event is.
+      percent = '100.0%';
+      eta = '0 s';
+    } else if (start !== undefined && pos !== undefined && now > start) {
       percent = `${Math.min(100, Math.max(0, ((pos - start) * 100) / (now - start))).toFixed(1)}%`;
       this.#first ??= { at: now, position: pos };
       // How many ms of the stream pass per ms of wall time; the gap to now closes at (speed - 1).
@@ -104,10 +117,12 @@ export class ProgressLine {
 
   #draw(): void {
     if (this.#done) return;
-    if (this.#metrics.health.caughtUpMs !== undefined) {
+    if (this.#stopWhenCaughtUp && this.#metrics.health.caughtUpMs !== undefined) {
       this.stop();
       return;
     }
+    // Nothing to say before the run knows its range (state not read yet).
+    if (this.#metrics.health.rangeStartMs === undefined) return;
     this.#shown = this.render();
     this.#out.write(`${CLEAR}${this.#shown}`);
   }

@@ -55,3 +55,19 @@ test('SSE misconfiguration is a ConfigError that says what to fix', () => {
   rejects(['--org-id', 'org', '--out-dir', '/tmp/x', '--sse', 'aws:kms', '--sse-kms-key-id', 'k'], /apply to S3 only/);
   rejects(['--org-id', 'org'], /apply to S3 only/, { ...ENV, ATLASSIAN_AUDIT_SSE: 'AES256' });
 });
+
+test('--dropoff-after takes 15m to 30d (off by default), --metrics-prefix a valid name prefix, --progress auto or off', () => {
+  const base = ['--org-id', 'org'];
+  assert.equal(parseRunConfig(base, ENV).dropoffAfterMs, undefined);
+  assert.equal(parseRunConfig([...base, '--dropoff-after', '15m'], ENV).dropoffAfterMs, 15 * 60_000);
+  assert.equal(parseRunConfig([...base, '--dropoff-after', '30d'], ENV).dropoffAfterMs, 30 * 86_400_000);
+  assert.equal(parseRunConfig(base, { ...ENV, ATLASSIAN_AUDIT_DROPOFF_AFTER: '2h' }).dropoffAfterMs, 2 * 3_600_000);
+  for (const bad of ['14m', '31d', '0', 'soon', '-1h']) rejects([...base, `--dropoff-after=${bad}`], /--dropoff-after must be a duration from 15m to 30d/);
+  assert.equal(parseRunConfig(base, ENV).metricsPrefix, 'atlassian_audit_');
+  assert.equal(parseRunConfig([...base, '--metrics-prefix', 'acme:aap_'], ENV).metricsPrefix, 'acme:aap_');
+  assert.equal(parseRunConfig([...base, '--metrics-prefix', ''], ENV).metricsPrefix, '');
+  for (const bad of ['1abc_', 'a-b_', 'a b']) rejects([...base, '--metrics-prefix', bad], /--metrics-prefix must be letters, digits, _ and :/);
+  assert.equal(parseRunConfig(base, ENV).progress, 'auto');
+  assert.equal(parseRunConfig([...base, '--progress', 'off'], ENV).progress, 'off');
+  rejects([...base, '--progress', 'always'], /--progress must be auto or off/);
+});

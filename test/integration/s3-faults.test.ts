@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parseRunConfig } from '../../src/cli.js';
 import { SinkError } from '../../src/errors.js';
+import { createMetrics } from '../../src/metrics.js';
 import { runPipeline, type OutputOptions, type PipelineOptions } from '../../src/pipeline.js';
 import { createS3Client } from '../../src/sinks/s3.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.js';
@@ -197,11 +198,19 @@ test('a part that fails for good aborts its multipart upload and fails the run (
     proxy.failAlways('UploadPart', 'InternalError', (r) => r.partNumber === 2);
 
     const maxAttempts = 4;
-    await assert.rejects(runPipeline(options(), { s3Client: client({ maxAttempts }) }), (err: unknown) => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    await assert.rejects(runPipeline(options(), { s3Client: client({ maxAttempts }), metrics }), (err: unknown) => {
       assert.ok(err instanceof SinkError, String(err));
       assert.match(err.message, /internal error/i);
       return true;
     });
+    // The failure shows in the metrics: one events upload failed (after the client's retries) and
+    // was aborted; nothing from the failed epoch counts as written.
+    const count = async (c: { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }, labels: Record<string, string> = {}): Promise<number> =>
+      (await c.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((a, v) => a + v.value, 0);
+    assert.equal(await count(metrics.uploadErrors, { kind: 'events' }), 1);
+    assert.ok((await count(metrics.uploadAborts)) >= 1);
+    assert.equal(await count(metrics.eventsWritten), 0);
     const failed = JSON.parse(await readFile(statePath, 'utf8')) as { seq: number; inflight: Record<string, string> };
     const { seq: seqBefore, ...stillBefore } = before;
     const { seq: _seq, ...stillAfter } = await checkpointOf(statePath);
