@@ -4,8 +4,8 @@
  * gauge goes back to 0 and one info line is logged.
  *
  * "Written" means in a complete object (quarantined records and duplicates do not count). The
- * quiet time runs from the last such object, or from when the process started if none has
- * completed since. The alarm is evaluated every `min(afterMs / 10, 60 s)` and at every scrape.
+ * quiet time runs from the last such object; until one completes, from the newest processedAt in
+ * the checkpoint, else from when the process started. The alarm is evaluated every `min(afterMs / 10, 60 s)` and at every scrape.
  */
 import type { Clock } from './clock.js';
 import { silentLogger, type Logger } from './log.js';
@@ -51,7 +51,10 @@ export class DropoffAlarm {
   /** Evaluates the alarm now; returns the gauge's value. */
   check(): 0 | 1 {
     const h = this.#metrics.health;
-    const last = h.lastWrittenMs ?? h.startedMs;
+    // After a restart, until something is written, the newest processedAt in the checkpoint
+    // stands in for the last write: a poller restarted more often than --dropoff-after still
+    // raises the alarm.
+    const last = h.lastWrittenMs ?? h.newestProcessedAtMs ?? h.startedMs;
     const now = this.#clock.now();
     if (this.#raisedAgainst === undefined) {
       if (now - last >= this.#afterMs) {

@@ -1,6 +1,6 @@
 /**
  * The HTTP endpoint Prometheus scrapes: `/metrics` (text format), `/healthz` (the process is
- * alive), `/readyz` (the last poll succeeded within two intervals).
+ * alive), `/readyz` (ready as the caller's `ready()` says; the CLI passes `isReady` of src/metrics.ts).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

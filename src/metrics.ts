@@ -63,6 +63,10 @@ export interface Health {
   newestEventTimeMs: number | undefined;
   /** Last checkpoint save, epoch ms. */
   lastCheckpointMs: number | undefined;
+  /** Last time the sink committed, or handled the end of a poll: the whole pipeline moved. */
+  lastProgressMs: number | undefined;
+  /** Last time the pipeline failed and had to be rebuilt (follow mode), epoch ms. */
+  lastFailureMs: number | undefined;
   /** Newest `processedAt` the source has fetched (how far through the stream it is), epoch ms. */
   fetchedUpToMs: number | undefined;
   /** Where this run's range starts (the checkpoint's position in time), epoch ms. */
@@ -97,6 +101,8 @@ export function createMetrics(options: MetricsOptions = {}) {
     newestProcessedAtMs: undefined,
     newestEventTimeMs: undefined,
     lastCheckpointMs: undefined,
+    lastProgressMs: undefined,
+    lastFailureMs: undefined,
     fetchedUpToMs: undefined,
     rangeStartMs: undefined,
     received: 0,
@@ -107,7 +113,15 @@ export function createMetrics(options: MetricsOptions = {}) {
     dropoff: 0,
     checkDropoff: undefined,
   };
-  const isReady = (): boolean => health.lastPageOkMs !== undefined && clock.now() - health.lastPageOkMs <= health.readyWithinMs;
+  /**
+   * Ready: an API page succeeded within the window, and the pipeline has moved (committed, or
+   * handled a poll's end) since it last failed: a sink that keeps failing is not ready even
+   * though each rebuilt pipeline fetches a page.
+   */
+  const isReady = (): boolean =>
+    health.lastPageOkMs !== undefined &&
+    clock.now() - health.lastPageOkMs <= health.readyWithinMs &&
+    (health.lastFailureMs === undefined || (health.lastProgressMs !== undefined && health.lastProgressMs >= health.lastFailureMs));
   /** Seconds, or NaN when unknown (Prometheus keeps NaN; 0 would read as "fresh"). */
   const secondsSince = (ms: number | undefined): number => (ms === undefined ? NaN : (clock.now() - ms) / 1000);
   const timestamp = (ms: number | undefined): number => (ms === undefined ? 0 : ms / 1000);
@@ -155,13 +169,13 @@ export function createMetrics(options: MetricsOptions = {}) {
         for (const kind of ['events', 'quarantine'] as const) if (ratio[kind].zst > 0) this.set({ kind }, ratio[kind].raw / ratio[kind].zst);
       },
     }),
-    uploadSeconds: new Histogram({ name: `${p}object_upload_duration_seconds`, help: 'From object open to complete.', buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600], registers }),
+    uploadSeconds: new Histogram({ name: `${p}object_upload_duration_seconds`, help: 'From the end of an object\'s input to the object being complete in the store (the last parts and CompleteMultipartUpload).', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers }),
     uploadAborts: new Counter({ name: `${p}multipart_aborts_total`, help: 'Object uploads aborted after a failure or a timed-out stop.', registers }),
     uploadErrors: new Counter({ name: `${p}upload_errors_total`, help: 'Object uploads that failed after the S3 client\'s retries, by kind.', labelNames: ['kind'], registers }),
     // Freshness
     newestProcessedAt: new Gauge({
       name: `${p}newest_written_processed_at_seconds`,
-      help: 'processedAt of the newest event in a complete object, Unix seconds (from the checkpoint at start; 0 = none yet).',
+      help: 'The newest processedAt the checkpoint has committed (of any record in complete objects), Unix seconds; read from the checkpoint at start (0 = none yet).',
       registers,
       collect() { this.set(timestamp(health.newestProcessedAtMs)); },
     }),
@@ -195,7 +209,7 @@ export function createMetrics(options: MetricsOptions = {}) {
       registers,
       collect() { this.set(timestamp(health.lastWrittenMs)); },
     }),
-    checkpoints: new Counter({ name: `${p}checkpoints_saved_total`, help: 'Checkpoints saved after complete objects (or a moved position).', registers }),
+    checkpoints: new Counter({ name: `${p}checkpoints_saved_total`, help: 'Checkpoints saved after complete objects or a moved position (not at start).', registers }),
     checkpointAge: new Gauge({
       name: `${p}checkpoint_age_seconds`,
       help: 'Seconds since the checkpoint was last saved (NaN before the state file is read).',
@@ -207,7 +221,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     errors: new Counter({ name: `${p}errors_total`, help: 'Pipeline failures that led to a restart, by stage and error code.', labelNames: ['stage', 'error_type'], registers }),
     ready: new Gauge({
       name: `${p}ready`,
-      help: '1 when an API page succeeded within the readiness window (2 poll intervals), as /readyz; else 0.',
+      help: '1 when an API page succeeded within the readiness window (2 poll intervals) and the pipeline has moved since it last failed, as /readyz; else 0.',
       registers,
       collect() { this.set(isReady() ? 1 : 0); },
     }),

@@ -288,6 +288,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
         const delay = options.restartDelayMs ?? 30_000;
         deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as PipelineError).code ?? 'unknown' });
+        if (deps.metrics !== undefined) deps.metrics.health.lastFailureMs = clock.now();
         logger.error('the pipeline failed; restarting from the checkpoint', { error: describeError(err), restartInMs: delay, attempt: attempt + 1 });
         await clock.sleep(delay, AbortSignal.any([options.signal, options.abortSignal].filter((x) => x !== undefined)));
         if (options.signal?.aborted) break;

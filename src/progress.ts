@@ -60,6 +60,8 @@ export class ProgressLine {
   /** The line now on screen (without CLEAR), or '' when none is. */
   #shown = '';
   #done = false;
+  /** Whether any line was drawn: `stop()` draws a final line only then. */
+  #drawn = false;
   /** Samples of (time, received, position) for the rates, oldest first, ~10 s deep. */
   #samples: { at: number; received: number }[] = [];
   #first: { at: number; position: number } | undefined;
@@ -124,6 +126,7 @@ export class ProgressLine {
     // Nothing to say before the run knows its range (state not read yet).
     if (this.#metrics.health.rangeStartMs === undefined) return;
     this.#shown = this.render();
+    this.#drawn = true;
     this.#out.write(`${CLEAR}${this.#shown}`);
   }
 
@@ -139,9 +142,10 @@ export class ProgressLine {
     if (this.#done) return;
     this.#done = true;
     clearInterval(this.#timer);
-    const line = this.render();
     this.#shown = '';
-    this.#out.write(`${CLEAR}${line}\n`);
+    // A run that failed before it knew its range (a locked state file, say) showed nothing.
+    if (!this.#drawn && this.#metrics.health.rangeStartMs === undefined) return;
+    this.#out.write(`${CLEAR}${this.render()}\n`);
   }
 
   /** A stream for the logger: each write clears the progress line first and redraws it after. */

@@ -507,3 +507,20 @@ test('isMetricPrefix and createMetrics prefix validation', () => {
   const m = createMetrics({ prefix: '', defaultMetrics: false });
   assert.ok(m.registry.getSingleMetric('events_received_total'), 'the empty prefix is allowed');
 });
+
+test('DropoffAlarm after a restart: the quiet time runs from the checkpoint\'s newest processedAt until a write', () => {
+  const clock = fakeClock();
+  const m = createMetrics({ clock, defaultMetrics: false });
+  const log = captureLogger();
+  // The checkpoint says the newest event was processed 20 minutes before this process started.
+  m.health.newestProcessedAtMs = T0 - 20 * 60_000;
+  const alarm = new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics: m, logger: log.logger });
+  assert.equal(alarm.check(), 1, 'raised at once: 20 min quiet > 15 min, though the process just started');
+  assert.equal(log.lines[0]!['quietSince'], new Date(T0 - 20 * 60_000).toISOString());
+  m.health.lastWrittenMs = clock.now() + 1;
+  clock.advance(1);
+  assert.equal(alarm.check(), 0);
+  assert.equal(log.count('info'), 1);
+  alarm.stop();
+  assert.equal(m.health.checkDropoff, undefined, 'stop() also ends the checks at scrape time');
+});

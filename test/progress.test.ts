@@ -438,3 +438,11 @@ test('CLI on a terminal with --progress off: no progress line', async () => {
     assert.match(r.out, new RegExp(`events written: +${sim.truth().valid.size}\\r\\n`));
   });
 });
+
+test('stop() without any line drawn and no range known draws nothing (a run that failed at once)', () => {
+  const r = rig(120, 1e9);
+  r.line.start(); // the range is not known yet: nothing is drawn
+  assert.deepEqual(r.writes, []);
+  r.line.stop();
+  assert.deepEqual(r.writes, []);
+});

@@ -173,6 +173,10 @@ export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
 
 const TOO_DEEP = 'record: nested too deeply to serialise as JSON';
 
+function samePosition(a: Position, b: Position): boolean {
+  return a.cursor === b.cursor && a.from === b.from && a.skip === b.skip;
+}
+
 /** The greatest canonical (24-character, UTC) `attributes.time` among `events` and `known`. */
 function newestTime(events: readonly { attributes: { time: unknown } }[], known: string | undefined): string | undefined {
   let best = known;
@@ -233,6 +237,8 @@ export class ObjectSink extends Writable {
   /** Set by _destroy: work still in flight must stop at its next step, never open or commit. */
   #gone = false;
   #poll: PollTally = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0 };
+  /** Position of the last batch handled. */
+  #lastPosition: Position | undefined;
   /** A poll that ended without a next one: reported after the final objects are complete. */
   #lastPoll: PollEnd | undefined;
   /** Totals over the sink's life, in complete objects. */
@@ -301,9 +307,15 @@ export class ObjectSink extends Writable {
   }
 
   async #handle(batch: Batch): Promise<void> {
-    await this.#write(batch);
+    // A poll that found nothing new ends with an empty batch at the same position: nothing to
+    // commit (saving the same checkpoint every poll would hide a stuck position).
+    const nothing = batch.records.length === 0 && batch.events.length === 0 && batch.quarantined.length === 0 && (batch.duplicates ?? 0) === 0 && (batch.fetched ?? 0) === 0;
+    if (!(nothing && this.#lastPosition !== undefined && samePosition(batch.position, this.#lastPosition))) await this.#write(batch);
+    this.#lastPosition = batch.position;
     this.#poll.duplicates += batch.duplicates ?? 0;
     if (batch.pollEnd === undefined) return;
+    // The poll went through every stage: the pipeline is making progress (readiness).
+    if (this.#metrics !== undefined) this.#metrics.health.lastProgressMs = this.#clock.now();
     if (batch.pollEnd.nextPollAtMs === undefined) this.#lastPoll = batch.pollEnd;
     else this.#logPoll(batch.pollEnd);
   }
@@ -356,9 +368,13 @@ export class ObjectSink extends Writable {
     epoch ??= this.#open(batch.hour);
     let eventsText = '';
     let eventCount = 0;
+    let tooDeepEvents: Set<unknown> | undefined;
     if (batch.events.length > 0) {
       const before = batch.quarantined.length;
-      eventsText = serialize(batch.events, (record) => batch.quarantined.push({ reason: TOO_DEEP, record: truncateDepth(record) }));
+      eventsText = serialize(batch.events, (record) => {
+        (tooDeepEvents ??= new Set()).add(record);
+        batch.quarantined.push({ reason: TOO_DEEP, record: truncateDepth(record) });
+      });
       eventCount = batch.events.length - (batch.quarantined.length - before);
     }
     let quarantineText = '';
@@ -383,7 +399,10 @@ export class ObjectSink extends Writable {
       await this.#writeTo(obj, eventsText, eventCount);
       epoch.events += eventCount;
       this.#poll.events += eventCount;
-      if (this.#metrics !== undefined) epoch.newestTime = newestTime(batch.events, epoch.newestTime);
+      if (this.#metrics !== undefined) {
+        const written = tooDeepEvents === undefined ? batch.events : batch.events.filter((e) => !tooDeepEvents!.has(e));
+        epoch.newestTime = newestTime(written, epoch.newestTime);
+      }
     }
     if (batch.quarantined.length > 0) {
       const obj = epoch.objects.quarantine ?? (await this.#openObject(epoch, 'quarantine'));
@@ -514,39 +533,24 @@ export class ObjectSink extends Writable {
     const epoch = this.#epoch;
     if (epoch === undefined) return;
     const objects = Object.values(epoch.objects);
+    // Per object: from the end of its input to complete in the store (the last parts and
+    // CompleteMultipartUpload, or fsync and rename): what S3's speed shows in.
+    const endedAt = this.#clock.now();
+    const finishSeconds = new Map<OpenObject, number>();
     try {
       for (const obj of objects) obj.zstd.end();
-      await Promise.all(objects.map((o) => o.complete));
+      await Promise.all(objects.map((o) => o.complete.then(() => finishSeconds.set(o, (this.#clock.now() - endedAt) / 1000))));
     } catch (err) {
       this.#epoch = undefined;
       await this.#abortEpoch(epoch);
       throw err;
     }
     this.#epoch = undefined;
-    const m = this.#metrics;
-    const now = this.#clock.now();
     for (const obj of objects) {
-      m?.objectsWritten.inc({ kind: obj.kind });
-      m?.objectBytes(obj.kind, obj.counter.bytes, obj.rawBytes);
-      m?.uploadSeconds.observe((now - epoch.openedAt) / 1000);
       this.totals.bytes += obj.counter.bytes;
       this.#poll.objects++;
       this.#poll.bytes += obj.counter.bytes;
       this.#logger.info('object complete', { kind: obj.kind, object: this.#store.describe(obj.key), records: obj.records, bytes: obj.counter.bytes, reason });
-    }
-    if (m !== undefined) {
-      m.eventsWritten.inc(epoch.events);
-      for (const [reason, n] of epoch.quarantinedBy) m.eventsQuarantined.inc({ reason }, n);
-      m.eventsDuplicate.inc(epoch.duplicates);
-      const h = m.health;
-      if (epoch.events > 0) {
-        h.lastWrittenMs = now;
-        h.written += epoch.events;
-      }
-      const p = epoch.lastProcessedAt === undefined ? undefined : parseRfc3339(epoch.lastProcessedAt);
-      if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
-      const t = epoch.newestTime === undefined ? undefined : parseRfc3339(epoch.newestTime);
-      if (t !== undefined && (h.newestEventTimeMs === undefined || t > h.newestEventTimeMs)) h.newestEventTimeMs = t;
     }
     this.totals.fetched += epoch.fetched;
     this.totals.events += epoch.events;
@@ -555,16 +559,37 @@ export class ObjectSink extends Writable {
     this.totals.objects += objects.length;
     this.totals.keys.push(...objects.map((o) => o.key));
     await this.#commit(epoch, objects.map((o) => o.key));
+    // Metrics move only once the epoch is committed: a commit that fails is redone by the next
+    // run (or the restarted pipeline), which counts it then.
+    const m = this.#metrics;
+    if (m === undefined) return;
+    for (const obj of objects) {
+      m.objectsWritten.inc({ kind: obj.kind });
+      m.objectBytes(obj.kind, obj.counter.bytes, obj.rawBytes);
+      m.uploadSeconds.observe(finishSeconds.get(obj) ?? 0);
+    }
+    m.eventsWritten.inc(epoch.events);
+    for (const [reason, n] of epoch.quarantinedBy) m.eventsQuarantined.inc({ reason }, n);
+    m.eventsDuplicate.inc(epoch.duplicates);
+    const h = m.health;
+    if (epoch.events > 0) {
+      h.lastWrittenMs = this.#clock.now();
+      h.written += epoch.events;
+    }
+    const p = epoch.lastProcessedAt === undefined ? undefined : parseRfc3339(epoch.lastProcessedAt);
+    if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
+    const t = epoch.newestTime === undefined ? undefined : parseRfc3339(epoch.newestTime);
+    if (t !== undefined && (h.newestEventTimeMs === undefined || t > h.newestEventTimeMs)) h.newestEventTimeMs = t;
   }
 
   async #commitIdle(): Promise<void> {
     const idle = this.#idle;
     if (idle?.position === undefined) return;
     this.#idle = undefined;
-    this.#metrics?.eventsDuplicate.inc(idle.duplicates);
     this.totals.duplicates += idle.duplicates;
     this.totals.fetched += idle.fetched;
     await this.#commit(idle, []);
+    this.#metrics?.eventsDuplicate.inc(idle.duplicates);
   }
 
   async #commit(state: Tally, keys: string[]): Promise<void> {
@@ -582,7 +607,7 @@ export class ObjectSink extends Writable {
     });
     if (this.#metrics !== undefined) {
       this.#metrics.checkpoints.inc();
-      this.#metrics.health.lastCheckpointMs = this.#clock.now();
+      this.#metrics.health.lastCheckpointMs = this.#metrics.health.lastProgressMs = this.#clock.now();
     }
   }
 

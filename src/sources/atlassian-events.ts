@@ -564,8 +564,9 @@ class EventsStreamReadable extends Readable {
     }
     const status = res.statusCode;
     metrics?.apiRequests.inc({ status: String(status) });
-    const remaining = Number(res.headers['x-ratelimit-remaining']);
-    if (Number.isFinite(remaining)) metrics?.rateLimitRemaining.set(remaining);
+    const remainingText = header(res.headers, 'x-ratelimit-remaining');
+    // Number('') is 0: an empty header would read as "used up".
+    if (remainingText !== undefined && /^\s*\d+\s*$/.test(remainingText)) metrics?.rateLimitRemaining.set(Number(remainingText));
     // A 429's own hints are applied by the retry (see retryHintMs); pace on the others.
     if (status !== 429) this.#pacer.observe(res.headers, clock.now());
     let text: string;

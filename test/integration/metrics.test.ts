@@ -63,9 +63,11 @@ test('metrics scraped during and after a run equal the ground truth and the comp
   const cli = startCli(
     ['run', '--org-id', sim.orgId, '--api-url', sim.url, '--from', '2000-01-01', '--out-dir', out, '--state', join(dir, 'state.json'),
       '--metrics-port', String(port), '--metrics-host', '127.0.0.1', '--rate-limit', '4/1s', '--interval', '1h',
-      '--object-max-bytes', '16KiB', '--object-max-age', '1s', '--log-format', 'json'],
+      '--object-max-bytes', '16KiB', '--object-max-age', '1s', '--dropoff-after', '15m', '--log-format', 'json'],
     { ATLASSIAN_API_KEY: sim.apiKey },
   );
+  let stderr = '';
+  cli.child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   try {
     await cli.waitFor(/"msg":"metrics server listening"/);
     const truth = sim.truth();
@@ -122,7 +124,21 @@ test('metrics scraped during and after a run equal the ground truth and the comp
     assert.ok(v('checkpoints_saved_total')! >= disk.files.events);
     assert.equal(v('polls_total'), 1);
     assert.equal(v('ready'), 1);
+    // The alarm is on (--dropoff-after 15m) and events were just written.
     assert.equal(v('dropoff_alarm'), 0);
+    const lastWrite = v('last_write_timestamp_seconds')!;
+    assert.ok(lastWrite > 0 && lastWrite <= Date.now() / 1000, `last write ${lastWrite}`);
+    // The simulator announces no rate limit: the gauge is NaN, not a misleading 0.
+    assert.ok(Number.isNaN(v('api_rate_limit_remaining')));
+    // One poll line, for a poller: its counts add up and the next poll is an hour away.
+    const pollLines = stderr.split('\n').filter((l) => l.includes('"msg":"poll complete"')).map((l) => JSON.parse(l) as Record<string, number | string>);
+    assert.equal(pollLines.length, 1);
+    const poll = pollLines[0]!;
+    assert.equal(poll['records'], truth.totalRecords);
+    assert.equal(poll['records'], (poll['events'] as number) + (poll['quarantined'] as number) + (poll['duplicates'] as number));
+    assert.equal(poll['pages'], sim.stats.byStatus['200']);
+    const nextPoll = Date.parse(poll['nextPollAt'] as string) - Date.parse(poll['time'] as string);
+    assert.ok(Math.abs(nextPoll - 3_600_000) < 5000, `nextPollAt ${poll['nextPollAt']} is not an hour after ${poll['time']}`);
     assert.ok(v('api_rate_limit_waits_total', { reason: 'pacing' })! > 0);
     assert.ok(v('api_rate_limit_wait_seconds_total', { reason: 'pacing' })! > 0);
     assert.ok(v('last_successful_poll_timestamp_seconds')! > 0 && v('caught_up_timestamp_seconds')! > 0);

@@ -268,7 +268,8 @@ test('S3 unreachable for a while: the source stops pulling within the buffers\' 
     // S3 answers nothing from the first request on. The SDK gives up on each attempt after
     // requestTimeoutMs and tries again; maxAttempts is high enough to outlast the stall.
     proxy.blackhole();
-    const run = runPipeline(options({ queueSize, partSize }), { s3Client: client({ requestTimeoutMs: 1500, maxAttempts: 20 }) });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const run = runPipeline(options({ queueSize, partSize }), { s3Client: client({ requestTimeoutMs: 1500, maxAttempts: 20 }), metrics });
     run.catch(() => {});
     // The first request is the events object's CreateMultipartUpload, sent once part 1 is full.
     // A third attempt means two timed out: S3 has been unreachable for a while, and whatever the
@@ -303,6 +304,12 @@ test('S3 unreachable for a while: the source stops pulling within the buffers\' 
     const bound = Math.ceil((queueSize * partSize + MiB) / compressedPerPage) + Math.ceil(2.5e6 / rawPerPage) + 8 + 3 + 2;
     assert.ok(stalledAt <= bound, `the source fetched ${stalledAt} pages before stopping; the buffers hold at most ${bound}`);
     assert.ok(stalledAt < pages / 2, `${stalledAt} of ${pages} pages fetched: the stall did not stop the source`);
+    // The stall shows as backpressure: the sink waited on the compressor and the store for at
+    // least the two timed-out attempts, and the stages upstream waited on the full sink.
+    const waited = new Map((await metrics.backpressureSeconds.get()).values.map((v) => [v.labels['stage'], v.value]));
+    assert.ok((waited.get('sink') ?? 0) >= 2 * 1.5, `sink backpressure ${waited.get('sink')} s`);
+    for (const stage of ['source', 'validate', 'normalize_time', 'dedupe']) assert.ok((waited.get(stage) ?? 0) > 0, `no backpressure counted for ${stage}`);
+    process.stdout.write(`# backpressure seconds: ${JSON.stringify(Object.fromEntries(waited))}\n`);
     process.stdout.write(`# S3 unreachable: source stopped after ${stalledAt} of ${pages} pages (bound ${bound}; a page is ${Math.round(compressedPerPage / 1024)} KiB compressed, ${Math.round(rawPerPage / 1024)} KiB raw), none while 2 more attempts timed out (${proxy.entries('CreateMultipartUpload').length - 1} in all); then ${result.events} events exactly once\n`);
   });
 });
