@@ -1,0 +1,128 @@
+/**
+ * Entry point of the bench suite: `npm run bench` (builds, then runs this with --expose-gc).
+ *
+ * Prints the machine line, then each scenario's table; writes bench/results/<date>-<commit>.json
+ * and regenerates bench/README.md from the newest results file. Progress goes to stderr, so
+ * stdout is only the report.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { canCollect } from './lib/measure.js';
+import { machine, machineLine, type Machine } from './lib/machine.js';
+import { textReport, writeReadme, writeResults, type ScenarioResult } from './lib/results.js';
+import { micro, MICRO_DEFAULT_EVENTS } from './micro.js';
+
+interface RunOptions {
+  events: number | undefined;
+  repeat: number;
+  progress: (line: string) => void;
+  machine: Machine;
+}
+
+interface Scenario {
+  summary: string;
+  run(o: RunOptions): Promise<ScenarioResult>;
+}
+
+/** Every scenario that exists, in the order `--scenario` defaults to. */
+const SCENARIOS: Record<string, Scenario> = {
+  micro: {
+    summary: `each stage's function vs a naive baseline, plus JSON floors (default ${MICRO_DEFAULT_EVENTS.toLocaleString('en-US')} events, ~1 min)`,
+    run: (o) => micro({ events: o.events ?? MICRO_DEFAULT_EVENTS, repeat: o.repeat, progress: o.progress, machine: o.machine }),
+  },
+};
+
+const DEFAULT_REPEAT = 5;
+
+export const HELP = `npm run bench [-- OPTIONS]                     build, then run everything below
+node --expose-gc dist/bench/run.js [OPTIONS]   run without building
+  e.g. npm run bench -- --scenario micro --events 20000 --repeat 3 --no-readme
+
+Prints the machine line and one table per scenario, writes the results JSON and regenerates
+bench/README.md from the newest results file.
+
+  --scenario LIST   scenarios to run, comma-separated or repeated (default: all). Existing now:
+${Object.entries(SCENARIOS)
+  .map(([name, s]) => `                      ${name}: ${s.summary}`)
+  .join('\n')}
+  --events N        records per micro-benchmark case (default ${MICRO_DEFAULT_EVENTS})
+  --repeat R        timed runs per case; the median and min–max are reported (default ${DEFAULT_REPEAT})
+  --no-readme       do not regenerate bench/README.md (results JSON is still written)
+  --help            this text
+
+Results: bench/results/<YYYY-MM-DD>-<commit>.json (not committed; a later run on the same day
+and commit replaces the scenarios it ran and keeps the others).
+`;
+
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v.replace(/_/g, ''));
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a whole number >= 1, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        scenario: { type: 'string', multiple: true },
+        events: { type: 'string' },
+        repeat: { type: 'string' },
+        'no-readme': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (args.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let events: number | undefined;
+  let repeat: number;
+  try {
+    events = positiveInt('--events', args.events);
+    repeat = positiveInt('--repeat', args.repeat) ?? DEFAULT_REPEAT;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return 2;
+  }
+  const names = (args.scenario ?? Object.keys(SCENARIOS)).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  const unknown = names.filter((n) => !(n in SCENARIOS));
+  if (unknown.length > 0 || names.length === 0) {
+    process.stderr.write(`unknown scenario ${unknown.join(', ') || '(none given)'}; existing: ${Object.keys(SCENARIOS).join(', ')}\n`);
+    return 2;
+  }
+
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const resultsDir = path.join(root, 'bench', 'results');
+  const m = machine();
+  process.stdout.write(`${machineLine(m)}\n\n`);
+  if (!canCollect) process.stderr.write('note: run with node --expose-gc (npm run bench does) for a full GC before each timed call\n');
+
+  const progress = (line: string): void => {
+    process.stderr.write(`  … ${line}\n`);
+  };
+  const done: Record<string, ScenarioResult> = {};
+  for (const name of new Set(names)) {
+    const r = await SCENARIOS[name]!.run({ events, repeat, progress, machine: m });
+    done[name] = r;
+    process.stdout.write(`${textReport(name, r)}\n`);
+  }
+  const file = await writeResults(resultsDir, m, done);
+  process.stdout.write(`results: ${path.relative(root, file)}\n`);
+  if (args['no-readme'] !== true) {
+    const used = await writeReadme(resultsDir, path.join(root, 'bench', 'README.md'), HELP);
+    if (used !== undefined) process.stdout.write(`bench/README.md regenerated from ${path.relative(root, used)}\n`);
+  }
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
