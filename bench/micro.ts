@@ -274,26 +274,15 @@ export async function micro(options: MicroOptions): Promise<ScenarioResult> {
   const lines = work.map((b) => sinkSerialize(b.events));
   const jsonlBytes = lines.reduce((n, t) => n + Buffer.byteLength(t), 0);
   const serialiseSame = work.every((b, i) => baselineSerialize(b.events) === lines[i]);
+  const serialisedBytes = (serialize: (events: readonly unknown[]) => string): number => {
+    let n = 0;
+    for (const b of work) n += Buffer.byteLength(serialize(b.events));
+    return n;
+  };
   const serialise = await measureAll(
     {
-      ours: {
-        body: () => {
-          let n = 0;
-          for (const b of work) n += Buffer.byteLength(sinkSerialize(b.events));
-          return n;
-        },
-        events,
-        bytes: jsonlBytes,
-      },
-      baseline: {
-        body: () => {
-          let n = 0;
-          for (const b of work) n += Buffer.byteLength(baselineSerialize(b.events));
-          return n;
-        },
-        events,
-        bytes: jsonlBytes,
-      },
+      ours: { body: () => serialisedBytes(sinkSerialize), events, bytes: jsonlBytes },
+      baseline: { body: () => serialisedBytes(baselineSerialize), events, bytes: jsonlBytes },
     },
     measureOpts,
     onRun('serialise'),

@@ -128,6 +128,9 @@ export function createMetrics(options: MetricsOptions = {}) {
   const bytesCompressed = new Counter({ name: `${p}bytes_compressed_total`, help: 'Compressed bytes in complete objects, by kind.', labelNames: ['kind'], registers });
   const bytesUncompressed = new Counter({ name: `${p}bytes_uncompressed_total`, help: 'JSON-lines bytes in complete objects, by kind.', labelNames: ['kind'], registers });
   const ratio = { events: { raw: 0, zst: 0 }, quarantine: { raw: 0, zst: 0 } };
+  /** A gauge whose value is read at scrape time. */
+  const computed = (name: string, help: string, read: () => number): Gauge =>
+    new Gauge({ name: `${p}${name}`, help, registers, collect() { this.set(read()); } });
   const rateLimitRemaining = new Gauge({ name: `${p}api_rate_limit_remaining`, help: 'X-RateLimit-Remaining of the last response that had one (NaN until one had).', registers });
   // Not 0 before any response: that would read as "the rate limit is used up".
   rateLimitRemaining.set(NaN);
@@ -173,58 +176,18 @@ export function createMetrics(options: MetricsOptions = {}) {
     uploadAborts: new Counter({ name: `${p}multipart_aborts_total`, help: 'Object uploads aborted after a failure or a timed-out stop.', registers }),
     uploadErrors: new Counter({ name: `${p}upload_errors_total`, help: 'Object uploads that failed after the S3 client\'s retries, by kind.', labelNames: ['kind'], registers }),
     // Freshness
-    newestProcessedAt: new Gauge({
-      name: `${p}newest_written_processed_at_seconds`,
-      help: 'The newest processedAt the checkpoint has committed (of any record in complete objects), Unix seconds; read from the checkpoint at start (0 = none yet).',
-      registers,
-      collect() { this.set(timestamp(health.newestProcessedAtMs)); },
-    }),
-    newestEventTime: new Gauge({
-      name: `${p}newest_written_event_time_seconds`,
-      help: 'attributes.time of the newest event in a complete object since the process started, Unix seconds (0 = none yet).',
-      registers,
-      collect() { this.set(timestamp(health.newestEventTimeMs)); },
-    }),
-    lag: new Gauge({
-      name: `${p}lag_seconds`,
-      help: 'Now minus newest_written_event_time_seconds (NaN until an event is written).',
-      registers,
-      collect() { this.set(secondsSince(health.newestEventTimeMs)); },
-    }),
-    lastPollSuccess: new Gauge({
-      name: `${p}last_successful_poll_timestamp_seconds`,
-      help: 'When an API page was last fetched and parsed successfully, Unix seconds (0 = never).',
-      registers,
-      collect() { this.set(timestamp(health.lastPageOkMs)); },
-    }),
-    caughtUp: new Gauge({
-      name: `${p}caught_up_timestamp_seconds`,
-      help: 'When the source last reached the end of the stream, Unix seconds (0 = not yet).',
-      registers,
-      collect() { this.set(timestamp(health.caughtUpMs)); },
-    }),
-    lastWrite: new Gauge({
-      name: `${p}last_write_timestamp_seconds`,
-      help: 'When an object holding events last completed, Unix seconds (0 = not since start).',
-      registers,
-      collect() { this.set(timestamp(health.lastWrittenMs)); },
-    }),
+    newestProcessedAt: computed('newest_written_processed_at_seconds', 'The newest processedAt the checkpoint has committed (of any record in complete objects), Unix seconds; read from the checkpoint at start (0 = none yet).', () => timestamp(health.newestProcessedAtMs)),
+    newestEventTime: computed('newest_written_event_time_seconds', 'attributes.time of the newest event in a complete object since the process started, Unix seconds (0 = none yet).', () => timestamp(health.newestEventTimeMs)),
+    lag: computed('lag_seconds', 'Now minus newest_written_event_time_seconds (NaN until an event is written).', () => secondsSince(health.newestEventTimeMs)),
+    lastPollSuccess: computed('last_successful_poll_timestamp_seconds', 'When an API page was last fetched and parsed successfully, Unix seconds (0 = never).', () => timestamp(health.lastPageOkMs)),
+    caughtUp: computed('caught_up_timestamp_seconds', 'When the source last reached the end of the stream, Unix seconds (0 = not yet).', () => timestamp(health.caughtUpMs)),
+    lastWrite: computed('last_write_timestamp_seconds', 'When an object holding events last completed, Unix seconds (0 = not since start).', () => timestamp(health.lastWrittenMs)),
     checkpoints: new Counter({ name: `${p}checkpoints_saved_total`, help: 'Checkpoints saved after complete objects or a moved position (not at start).', registers }),
-    checkpointAge: new Gauge({
-      name: `${p}checkpoint_age_seconds`,
-      help: 'Seconds since the checkpoint was last saved (NaN before the state file is read).',
-      registers,
-      collect() { this.set(secondsSince(health.lastCheckpointMs)); },
-    }),
+    checkpointAge: computed('checkpoint_age_seconds', 'Seconds since the checkpoint was last saved (NaN before the state file is read).', () => secondsSince(health.lastCheckpointMs)),
     // Pipeline
     backpressureSeconds: new Counter({ name: `${p}stage_backpressure_seconds_total`, help: 'Seconds a stage spent blocked because the next one was full (sink: waiting on the compressor and the store).', labelNames: ['stage'], registers }),
     errors: new Counter({ name: `${p}errors_total`, help: 'Pipeline failures that led to a restart, by stage and error code.', labelNames: ['stage', 'error_type'], registers }),
-    ready: new Gauge({
-      name: `${p}ready`,
-      help: '1 when an API page succeeded within the readiness window (2 poll intervals) and the pipeline has moved since it last failed, as /readyz; else 0.',
-      registers,
-      collect() { this.set(isReady() ? 1 : 0); },
-    }),
+    ready: computed('ready', '1 when an API page succeeded within the readiness window (2 poll intervals) and the pipeline has moved since it last failed, as /readyz; else 0.', () => isReady() ? 1 : 0),
     dropoff: new Gauge({
       name: `${p}dropoff_alarm`,
       help: '1 when no new event has been written for --dropoff-after; 0 otherwise (always 0 when the alarm is off).',

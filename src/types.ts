@@ -40,6 +40,11 @@ export interface Position {
   skip: number;
 }
 
+/** Whether two positions denote the same place in the stream. */
+export function samePosition(a: Position, b: Position): boolean {
+  return a.cursor === b.cursor && a.from === b.from && a.skip === b.skip;
+}
+
 /** One page, or a slice of one, on its way from the source to the sink. */
 export interface Batch {
   /** Records as received. The source fills this; validate empties it into `events`/`quarantined`. */

@@ -33,7 +33,7 @@ import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
 import { hourPath, parseRfc3339 } from '../time.js';
-import type { Batch, PollEnd, Position } from '../types.js';
+import { samePosition, type Batch, type PollEnd, type Position } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
 
@@ -172,10 +172,6 @@ export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
 }
 
 const TOO_DEEP = 'record: nested too deeply to serialise as JSON';
-
-function samePosition(a: Position, b: Position): boolean {
-  return a.cursor === b.cursor && a.from === b.from && a.skip === b.skip;
-}
 
 /** The greatest canonical (24-character, UTC) `attributes.time` among `events` and `known`. */
 function newestTime(events: readonly { attributes: { time: unknown } }[], known: string | undefined): string | undefined {

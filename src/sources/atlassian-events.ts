@@ -30,7 +30,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
-import type { Batch, PollEnd, Position } from '../types.js';
+import { samePosition, type Batch, type PollEnd, type Position } from '../types.js';
 import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
@@ -404,9 +404,8 @@ class EventsStreamReadable extends Readable {
    * the page ends a poll, goes on the last batch (an empty one if the page brought nothing).
    */
   *#cut(pos: Position, records: unknown[], after: Position, pollEnd?: PollEnd): Generator<Batch> {
-    const samePosition = after.cursor === pos.cursor && after.from === pos.from && after.skip === pos.skip;
     if (records.length === 0) {
-      if (!samePosition || pollEnd !== undefined) {
+      if (!samePosition(after, pos) || pollEnd !== undefined) {
         this.#position = after;
         yield {
           records: [],
