@@ -21,10 +21,12 @@ import { compress } from 'simple-zstd';
 import { dedupeBatch, DedupeWindow, DEFAULT_DEDUPE_WINDOW } from '../src/transforms/dedupe.js';
 import { normalizeBatch } from '../src/transforms/normalize-time.js';
 import { validateBatch } from '../src/transforms/validate.js';
-import type { AuditEvent, Batch } from '../src/types.js';
+import type { Batch } from '../src/types.js';
+import { baselineDedupeBatch, baselineNormalizeBatch, baselineSerialize, baselineValidateBatch } from './baseline.js';
 import { auditStream } from './lib/audit-stream.js';
 import { machine, type Machine } from './lib/machine.js';
-import { measureAll, ratio, type Case, type Measurement, type Stats } from './lib/measure.js';
+import { rate, ratioText, sig3, spread } from './lib/format.js';
+import { measureAll, ratio, type Case, type Measurement } from './lib/measure.js';
 import type { ScenarioResult } from './lib/results.js';
 
 export interface MicroOptions {
@@ -45,64 +47,11 @@ const GZIP_LEVEL = 6;
 /** The sink's compressor arguments (object-sink.ts), given to both zstd cases. */
 const ZSTD_ARGS = ['-zc', `-${ZSTD_LEVEL}`, '--single-thread'];
 
-// ---- Baselines: what someone would write first. Each does the stage's job on the same Batch. ----
-
-/** validate baseline: the required fields present with the right types, and a time Date.parse accepts. */
-function baselineValidateBatch(batch: Batch): Batch {
-  const { records } = batch;
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i] as { id?: unknown; type?: unknown; attributes?: { time?: unknown } | null; links?: unknown } | null;
-    const ok =
-      typeof r === 'object' &&
-      r !== null &&
-      !Array.isArray(r) &&
-      typeof r.id === 'string' &&
-      typeof r.type === 'string' &&
-      typeof r.attributes === 'object' &&
-      r.attributes !== null &&
-      typeof r.links === 'object' &&
-      r.links !== null &&
-      typeof r.attributes.time === 'string' &&
-      !Number.isNaN(Date.parse(r.attributes.time));
-    if (ok) batch.events.push(r as AuditEvent);
-    else batch.quarantined.push({ reason: 'invalid', record: r });
-  }
-  batch.fetched = (batch.fetched ?? 0) + records.length;
-  batch.records = [];
-  return batch;
-}
-
-/** normalize baseline: `new Date(t).toISOString()` on every event, canonical or not. */
-function baselineNormalizeBatch(batch: Batch): Batch {
-  for (const e of batch.events) e.attributes.time = new Date(e.attributes.time).toISOString();
-  return batch;
-}
-
-/** dedupe baseline: a Set of every id ever seen (memory grows without bound), events only. */
-function baselineDedupeBatch(batch: Batch, seen: Set<string>): Batch {
-  const { events } = batch;
-  let kept = 0;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
-    if (seen.has(e.id)) continue;
-    seen.add(e.id);
-    events[kept++] = e;
-  }
-  batch.duplicates = events.length - kept;
-  events.length = kept;
-  return batch;
-}
-
 /** The sink's `serialize` (object-sink.ts, not exported) without its too-deep fallback, which never runs here. */
 function sinkSerialize(records: readonly unknown[]): string {
   let out = '';
   for (let i = 0; i < records.length; i++) out += `${JSON.stringify(records[i])}\n`;
   return out;
-}
-
-/** serialise baseline: stringify into an array, join. */
-function baselineSerialize(records: readonly unknown[]): string {
-  return `${records.map((r) => JSON.stringify(r)).join('\n')}\n`;
 }
 
 /** Writes `texts` into `input` with backpressure, as the sink does; resolves the bytes `output` produced. */
@@ -118,26 +67,7 @@ async function pump(texts: readonly string[], input: Writable, output: Readable)
   return bytes;
 }
 
-// ---- Formatting ----
 
-function sig3(n: number): string {
-  if (!Number.isFinite(n)) return '—';
-  if (n >= 100) return n.toFixed(0);
-  if (n >= 10) return n.toFixed(1);
-  return n.toFixed(2);
-}
-
-function rate(n: number): string {
-  if (n >= 1e6) return `${sig3(n / 1e6)}M`;
-  if (n >= 1e3) return `${sig3(n / 1e3)}k`;
-  return sig3(n);
-}
-
-function spread(s: Stats, f: (n: number) => string): string {
-  return `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
-}
-
-const ratioText = (s: Stats): string => spread(s, (n) => n.toFixed(2));
 const mb = (m: Measurement | undefined): string => (m?.mbPerSec === undefined ? '—' : sig3(m.mbPerSec.median));
 const cpu = (m: Measurement | undefined): string => (m === undefined ? '—' : sig3(m.cpuPerEventUs));
 

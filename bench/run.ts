@@ -11,11 +11,19 @@ import { parseArgs } from 'node:util';
 import { canCollect } from './lib/measure.js';
 import { machine, machineLine, type Machine } from './lib/machine.js';
 import { textReport, writeReadme, writeResults, type ScenarioResult } from './lib/results.js';
+import { backfill, BACKFILL_REQUESTS_PER_MIN } from './backfill.js';
+import { capacity, CAPACITY_DEFAULT_EVENTS, CAPACITY_DEFAULT_RUNS } from './capacity.js';
 import { micro, MICRO_DEFAULT_EVENTS } from './micro.js';
+import { s3Scenario } from './s3.js';
 
 interface RunOptions {
+  /** --events: records of the end-to-end scenarios. */
   events: number | undefined;
-  repeat: number;
+  /** --micro-events: records of the micro-benches. */
+  microEvents: number | undefined;
+  /** --repeat, if given. */
+  repeat: number | undefined;
+  cpuProfileDir: string | undefined;
   progress: (line: string) => void;
   machine: Machine;
 }
@@ -25,19 +33,43 @@ interface Scenario {
   run(o: RunOptions): Promise<ScenarioResult>;
 }
 
+const DEFAULT_MICRO_REPEAT = 5;
+
 /** Every scenario that exists, in the order `--scenario` defaults to. */
 const SCENARIOS: Record<string, Scenario> = {
+  capacity: {
+    summary:
+      'the whole pipeline into a discarding S3 endpoint, ours vs the baseline vs the JSON floor,\n' +
+      `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~5 min)`,
+    run: (o) =>
+      capacity({
+        events: o.events ?? CAPACITY_DEFAULT_EVENTS,
+        runs: o.repeat ?? CAPACITY_DEFAULT_RUNS,
+        progress: o.progress,
+        machine: o.machine,
+        ...(o.cpuProfileDir === undefined ? {} : { cpuProfileDir: o.cpuProfileDir }),
+      }),
+  },
+  s3: {
+    summary:
+      'the capacity run into a real radosgw (S3_ENDPOINT, else one started here), every object\n' +
+      `                      read back and compared with the ground truth (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~3 min)`,
+    run: (o) => s3Scenario({ events: o.events ?? CAPACITY_DEFAULT_EVENTS, progress: o.progress, machine: o.machine }),
+  },
+  backfill: {
+    summary: `a rate-limited backfill at ${BACKFILL_REQUESTS_PER_MIN} requests/min: wall ÷ minimum and the 429 share (~1 min)`,
+    run: (o) => backfill({ progress: o.progress, machine: o.machine }),
+  },
   micro: {
-    summary: `each stage's function vs a naive baseline, plus JSON floors (default ${MICRO_DEFAULT_EVENTS.toLocaleString('en-US')} events, ~1 min)`,
-    run: (o) => micro({ events: o.events ?? MICRO_DEFAULT_EVENTS, repeat: o.repeat, progress: o.progress, machine: o.machine }),
+    summary: `each stage's function vs a naive baseline, plus JSON floors (default ${MICRO_DEFAULT_EVENTS.toLocaleString('en-US')} events, ${DEFAULT_MICRO_REPEAT} runs, ~1 min)`,
+    run: (o) => micro({ events: o.microEvents ?? MICRO_DEFAULT_EVENTS, repeat: o.repeat ?? DEFAULT_MICRO_REPEAT, progress: o.progress, machine: o.machine }),
   },
 };
 
-const DEFAULT_REPEAT = 5;
-
 export const HELP = `npm run bench [-- OPTIONS]                     build, then run everything below
 node --expose-gc dist/bench/run.js [OPTIONS]   run without building
-  e.g. npm run bench -- --scenario micro --events 20000 --repeat 3 --no-readme
+  e.g. npm run bench -- --scenario capacity --events 10000000
+       npm run bench -- --scenario micro --micro-events 20000 --repeat 3 --no-readme
 
 Prints the machine line and one table per scenario, writes the results JSON and regenerates
 bench/README.md from the newest results file.
@@ -46,8 +78,11 @@ bench/README.md from the newest results file.
 ${Object.entries(SCENARIOS)
   .map(([name, s]) => `                      ${name}: ${s.summary}`)
   .join('\n')}
-  --events N        records per micro-benchmark case (default ${MICRO_DEFAULT_EVENTS})
-  --repeat R        timed runs per case; the median and min–max are reported (default ${DEFAULT_REPEAT})
+  --events N        records of the end-to-end scenarios (default ${CAPACITY_DEFAULT_EVENTS})
+  --micro-events N  records per micro-benchmark case (default ${MICRO_DEFAULT_EVENTS})
+  --repeat R        timed runs (rounds) per case; the median and min–max are reported
+                    (default ${CAPACITY_DEFAULT_RUNS} for capacity, ${DEFAULT_MICRO_REPEAT} for micro)
+  --cpu-prof DIR    write a node --cpu-prof profile of each of our capacity runs into DIR
   --no-readme       do not regenerate bench/README.md (results JSON is still written)
   --help            this text
 
@@ -70,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
       options: {
         scenario: { type: 'string', multiple: true },
         events: { type: 'string' },
+        'micro-events': { type: 'string' },
+        'cpu-prof': { type: 'string' },
         repeat: { type: 'string' },
         'no-readme': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -86,10 +123,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   let events: number | undefined;
-  let repeat: number;
+  let microEvents: number | undefined;
+  let repeat: number | undefined;
   try {
     events = positiveInt('--events', args.events);
-    repeat = positiveInt('--repeat', args.repeat) ?? DEFAULT_REPEAT;
+    microEvents = positiveInt('--micro-events', args['micro-events']);
+    repeat = positiveInt('--repeat', args.repeat);
   } catch (e) {
     process.stderr.write(`${(e as Error).message}\n`);
     return 2;
@@ -112,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
   };
   const done: Record<string, ScenarioResult> = {};
   for (const name of new Set(names)) {
-    const r = await SCENARIOS[name]!.run({ events, repeat, progress, machine: m });
+    const cpuProfileDir = args['cpu-prof'] === undefined ? undefined : path.resolve(args['cpu-prof']);
+    const r = await SCENARIOS[name]!.run({ events, microEvents, repeat, progress, machine: m, cpuProfileDir });
     done[name] = r;
     process.stdout.write(`${textReport(name, r)}\n`);
   }

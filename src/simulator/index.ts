@@ -50,6 +50,8 @@ export interface SimulatorStats {
   byStatus: Record<string, number>;
   /** Records sent in whole events-stream pages (including the `bad-shape-no-meta` fault, whose data is real). */
   eventsServed: number;
+  /** Body bytes of those pages (events-stream 200 answers sent whole, with data). */
+  bytesServed: number;
   /** Faults applied, by concrete kind (`'429-reset'`, `'502'`, `'slow'`, ...). */
   faults: Record<string, number>;
   /** The latest requests, oldest first (bounded by `maxLogEntries`). */
@@ -136,7 +138,7 @@ class SimulatorImpl implements Simulator {
   apiKey: string;
   entitled: boolean;
   endStyle: EndStyle;
-  readonly stats: SimulatorStats = { requests: 0, byStatus: {}, eventsServed: 0, faults: {}, log: [] };
+  readonly stats: SimulatorStats = { requests: 0, byStatus: {}, eventsServed: 0, bytesServed: 0, faults: {}, log: [] };
 
   readonly #log: EventLog;
   readonly #codec: CursorCodec;
@@ -237,6 +239,7 @@ class SimulatorImpl implements Simulator {
     this.stats.requests = 0;
     this.stats.byStatus = {};
     this.stats.eventsServed = 0;
+    this.stats.bytesServed = 0;
     this.stats.faults = {};
     this.stats.log = [];
   }
@@ -465,7 +468,10 @@ class SimulatorImpl implements Simulator {
     if (fault === undefined || (answer.status !== 200 && !isReplacing(fault))) {
       // A body-transforming fault does not apply to an error answer.
       delete ctx.fault;
-      if (answer.status === 200 && answer.records !== undefined) this.stats.eventsServed += answer.records;
+      if (answer.status === 200 && answer.records !== undefined) {
+        this.stats.eventsServed += answer.records;
+        this.stats.bytesServed += answer.body.length;
+      }
       this.#send(ctx, answer.status, { ...json, ...answer.headers }, answer.body, answer.records);
       return;
     }

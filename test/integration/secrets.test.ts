@@ -2,23 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { createSimulator } from '../../src/simulator/index.js';
 import { runCli, startCli, type CliResult } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, readZstdJsonLines, s3TestEnv, testS3Client } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
 import { startS3FaultProxy } from '../helpers/s3-fault-proxy.js';
+import { freePort } from '../helpers/net.js';
 
 const KEY = 'ATATT3xFfGF0-secret-api-key-7f3a9c2e41d8';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 test('after runs that fail in every way, the API key (and the AWS secret) is in no log, metric, error, object or checkpoint', { skip: s3Skip(), timeout: 240_000 }, async () => {
   const sim = createSimulator({ events: 6000, seed: 41, apiKey: KEY, malformedRate: 0.02, faults: { rate429: 0.05, retryAfterSeconds: 0, rate5xx: 0.05, rateReset: 0.03, rateTruncated: 0.03, rateHtml: 0.02, rateBadShape: 0.02 } });
