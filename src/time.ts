@@ -43,10 +43,17 @@ export function parseRfc3339(value: string): number | undefined {
     if (oh > 23 || om > 59) return undefined;
     offsetMinutes = (m[9] === '-' ? -1 : 1) * (oh * 60 + om);
   }
-  const d = new Date(0);
-  d.setUTCFullYear(year, month - 1, day);
-  d.setUTCHours(hour, minute, second, ms);
-  return d.getTime() - offsetMinutes * 60_000;
+  // Date.UTC reads years 0–99 as 1900–1999; the setters take them as written.
+  let t: number;
+  if (year >= 100) {
+    t = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  } else {
+    const d = new Date(0);
+    d.setUTCFullYear(year, month - 1, day);
+    d.setUTCHours(hour, minute, second, ms);
+    t = d.getTime();
+  }
+  return t - offsetMinutes * 60_000;
 }
 
 /** `YYYY-MM-DDTHH:mm:ss.sssZ`, or undefined if the instant is outside years 0000–9999. */

@@ -6,7 +6,12 @@
  * per-chunk cost of Node streams (a few microseconds) off each event.
  */
 
-/** An audit event as the events-stream API returns it. Unknown keys are kept as received. */
+/**
+ * An audit event as the events-stream API returns it. Unknown keys are kept as received.
+ * Events the source parsed also carry their text as received under the non-enumerable symbol
+ * `RAW_TEXT` (src/sources/page-scan.ts), which the sink writes as their line: a stage that changes
+ * an event in place must set `event[RAW_TEXT] = undefined`.
+ */
 export interface AuditEvent {
   id: string;
   type: string;

@@ -28,6 +28,7 @@ import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import { compress } from 'simple-zstd';
+import { RAW_TEXT, type WithRawText } from '../sources/page-scan.js';
 import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -183,6 +184,11 @@ function newestTime(events: readonly { attributes: { time: unknown } }[], known:
   return best;
 }
 
+/** A record's JSON line text: its text as received when the source kept it (RAW_TEXT), else serialised. */
+function lineOf(record: unknown): string {
+  return (record as WithRawText)[RAW_TEXT] ?? JSON.stringify(record);
+}
+
 /**
  * JSON lines for `records`. `JSON.stringify` is recursive: a record nested a few thousand levels
  * deep (JSON.parse accepts it) throws RangeError. Such records are handed to `onUnserialisable`
@@ -191,13 +197,13 @@ function newestTime(events: readonly { attributes: { time: unknown } }[], known:
 function serialize(records: readonly unknown[], onUnserialisable: (record: unknown) => void): string {
   try {
     let out = '';
-    for (let i = 0; i < records.length; i++) out += `${JSON.stringify(records[i])}\n`;
+    for (let i = 0; i < records.length; i++) out += `${lineOf(records[i])}\n`;
     return out;
   } catch {
     let out = '';
     for (const r of records) {
       try {
-        out += `${JSON.stringify(r)}\n`;
+        out += `${lineOf(r)}\n`;
       } catch {
         onUnserialisable(r);
       }
@@ -506,9 +512,12 @@ export class ObjectSink extends Writable {
   }
 
   async #writeTo(obj: OpenObject, text: string, records: number): Promise<void> {
-    obj.rawBytes += Buffer.byteLength(text);
+    // Encoded once: Buffer.byteLength and then write(text) would each walk (and the first
+    // flatten) the batch's text, a rope of up to 500 lines.
+    const bytes = Buffer.from(text);
+    obj.rawBytes += bytes.length;
     obj.records += records;
-    if (!obj.zstd.write(text)) {
+    if (!obj.zstd.write(bytes)) {
       const since = this.#clock.now();
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => { obj.zstd.off('error', onError); obj.zstd.off('close', onClose); resolve(); };

@@ -30,6 +30,7 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
+import { attachRawText } from './page-scan.js';
 import { samePosition, type Batch, type PollEnd, type Position } from '../types.js';
 import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
@@ -260,6 +261,8 @@ export function parsePage(text: string, origin?: string): Page | string {
       next = cursor;
     }
   }
+  // Each record's text as received, so the sink need not serialise it again.
+  attachRawText(text, data);
   return { records: data, next };
 }
 

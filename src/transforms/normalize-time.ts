@@ -1,6 +1,7 @@
 /**
  * normalize-time: rewrites `attributes.time` as the same instant in `YYYY-MM-DDTHH:mm:ss.sssZ`
  * (UTC, milliseconds, sub-millisecond digits truncated). Every other field is left as received.
+ * An event whose time it rewrites loses its text as received (RAW_TEXT), so the sink serialises it.
  *
  * In/out: Batch. Events are rewritten in place (the pipeline owns them after parsing).
  * Memory: none beyond the batch in hand. Backpressure: a plain Transform.
@@ -9,6 +10,7 @@
  */
 import { Transform } from 'node:stream';
 import { formatCanonical, isCanonical, parseRfc3339 } from '../time.js';
+import { RAW_TEXT, type WithRawText } from '../sources/page-scan.js';
 import type { Batch } from '../types.js';
 
 export interface NormalizeTimeOptions {
@@ -38,7 +40,11 @@ export function normalizeBatch(batch: Batch): Batch {
       batch.quarantined.push({ reason: 'attributes.time: not RFC 3339', record: event });
       continue;
     }
-    if (canonical !== time) attrs!['time'] = canonical;
+    if (canonical !== time) {
+      attrs!['time'] = canonical;
+      // The text as received no longer says what the event holds.
+      if ((event as WithRawText)[RAW_TEXT] !== undefined) (event as WithRawText)[RAW_TEXT] = undefined;
+    }
     events[kept++] = event;
   }
   events.length = kept;

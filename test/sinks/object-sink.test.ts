@@ -10,7 +10,10 @@ import { createObjectSink, type EpochCommit, type ObjectKind, type ObjectStore, 
 import { SinkError } from '../../src/errors.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { AuditEvent, Batch } from '../../src/types.js';
-import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
+import { listFiles, readZstdFile, readZstdText, tempDir } from '../helpers/fs.js';
+import { parsePage } from '../../src/sources/atlassian-events.js';
+import { normalizeBatch } from '../../src/transforms/normalize-time.js';
+import { validateBatch } from '../../src/transforms/validate.js';
 
 const H10 = Date.parse('2026-11-21T10:00:00Z');
 const H11 = Date.parse('2026-11-21T11:00:00Z');
@@ -258,4 +261,25 @@ test('truncateDepth keeps a "__proto__" key as data instead of setting the copy\
   const copy = truncateDepth(JSON.parse('{"id":"a","__proto__":{"x":1}}')) as Record<string, unknown>;
   assert.equal(JSON.stringify(copy), '{"id":"a","__proto__":{"x":1}}');
   assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+});
+
+test('events are written as the API sent them (escapes kept); an event whose time was normalised is serialised again', async () => {
+  const first = '{"id":"r1","type":"events","attributes":{"time":"2026-11-21T10:00:00.000Z","processedAt":"2026-11-21T10:00:01.000Z","actor":{"name":"Jos\\u00e9 \\/ \\"Q\\""}},"links":{}}';
+  const second = '{"id":"r2","type":"events","attributes":{"time":"2026-11-21T12:00:00+02:00","processedAt":"2026-11-21T10:00:02.000Z"},"links":{"self":"caf\\u00e9"}}';
+  const page = parsePage(`{"data":[${first},${second}],"meta":{"next":null}}`);
+  assert.ok(typeof page !== 'string');
+  const b = batch([], H10);
+  b.records = page.records;
+  b.fetched = 0;
+  normalizeBatch(validateBatch(b));
+  assert.equal(b.events.length, 2);
+  const dir = await tempDir();
+  const journal = new RecordingJournal(dir);
+  await pipeline(Readable.from([b]), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, { journal }));
+  const lines = (await readZstdText(join(dir, journal.commits[0]!.keys[0]!))).split('\n');
+  assert.deepEqual(lines, [
+    first,
+    '{"id":"r2","type":"events","attributes":{"time":"2026-11-21T10:00:00.000Z","processedAt":"2026-11-21T10:00:02.000Z"},"links":{"self":"café"}}',
+    '',
+  ]);
 });
