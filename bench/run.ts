@@ -84,6 +84,7 @@ ${Object.entries(SCENARIOS)
                     (default ${CAPACITY_DEFAULT_RUNS} for capacity, ${DEFAULT_MICRO_REPEAT} for micro)
   --cpu-prof DIR    write a node --cpu-prof profile of each of our capacity runs into DIR
   --no-readme       do not regenerate bench/README.md (results JSON is still written)
+  --readme-only     run nothing: regenerate bench/README.md from the newest results file
   --help            this text
 
 Results: bench/results/<YYYY-MM-DD>-<commit>.json (not committed; a later run on the same day
@@ -97,6 +98,9 @@ function positiveInt(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
+// The AWS SDK's Node-20 upgrade notice (as in src/bin.ts): about upgrades, not this run.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+
 async function main(argv: string[]): Promise<number> {
   let args;
   try {
@@ -109,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
         'cpu-prof': { type: 'string' },
         repeat: { type: 'string' },
         'no-readme': { type: 'boolean' },
+        'readme-only': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -142,6 +147,15 @@ async function main(argv: string[]): Promise<number> {
 
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   const resultsDir = path.join(root, 'bench', 'results');
+  if (args['readme-only'] === true) {
+    const used = await writeReadme(resultsDir, path.join(root, 'bench', 'README.md'), HELP);
+    if (used === undefined) {
+      process.stderr.write('no results file in bench/results/: run the bench first\n');
+      return 1;
+    }
+    process.stdout.write(`bench/README.md regenerated from ${path.relative(root, used)}\n`);
+    return 0;
+  }
   const m = machine();
   process.stdout.write(`${machineLine(m)}\n\n`);
   if (!canCollect) process.stderr.write('note: run with node --expose-gc (npm run bench does) for a full GC before each timed call\n');
@@ -155,6 +169,8 @@ async function main(argv: string[]): Promise<number> {
     const r = await SCENARIOS[name]!.run({ events, microEvents, repeat, progress, machine: m, cpuProfileDir });
     done[name] = r;
     process.stdout.write(`${textReport(name, r)}\n`);
+    // After each scenario, so a later one that fails does not lose it.
+    await writeResults(resultsDir, m, { [name]: r });
   }
   const file = await writeResults(resultsDir, m, done);
   process.stdout.write(`results: ${path.relative(root, file)}\n`);

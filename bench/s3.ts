@@ -17,7 +17,7 @@ import { isCanonical } from '../src/time.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, readZstdJsonLines, testS3Client } from '../test/helpers/s3.js';
 import { checkCounts, cpuPerM, E2E_COLUMNS, E2E_RIGHT, e2eRow, FIXTURE_NOW, FIXTURE_SEED, perSec, runOnce } from './capacity.js';
 import { startFixture } from './lib/children.js';
-import { eventDigest } from './lib/digest.js';
+import { DigestBuilder } from './lib/digest.js';
 import { rate } from './lib/format.js';
 import { machine, type Machine } from './lib/machine.js';
 import type { ScenarioResult } from './lib/results.js';
@@ -87,18 +87,18 @@ export async function s3Scenario(o: S3ScenarioOptions): Promise<ScenarioResult> 
     const verifyStarted = performance.now();
     const eventKeys = await listKeys(client, bucket, 'atlassian/audit/');
     const quarantineKeys = await listKeys(client, bucket, 'atlassian/quarantine/');
-    const events: unknown[] = [];
+    const digest = new DigestBuilder();
     let notCanonical = 0;
     for (const k of eventKeys) {
       for (const e of await readZstdJsonLines(client, bucket, k)) {
         const t = (e as { attributes?: { time?: unknown } }).attributes?.time;
         if (typeof t !== 'string' || !isCanonical(t)) notCanonical++;
-        events.push(e);
+        digest.add(e);
       }
     }
     let quarantined = 0;
     for (const k of quarantineKeys) quarantined += (await readZstdJsonLines(client, bucket, k)).length;
-    const got = eventDigest(events);
+    const got = digest.finish();
     const verifySeconds = (performance.now() - verifyStarted) / 1000;
     const problems: string[] = [];
     if (got.events !== expected.events) problems.push(`${got.events} events in the objects, ${expected.events} expected`);

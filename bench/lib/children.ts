@@ -36,8 +36,9 @@ export interface Fixture {
 
 /** Forks the fixture process and waits until its simulator (and S3 endpoint) listen. */
 export async function startFixture(start: FixtureStart): Promise<Fixture> {
-  // The simulator's record slabs live outside the V8 heap; the heap itself stays small.
-  const child = fork(path.join(here, 'fixture-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
+  // The simulator's record slabs live outside the V8 heap; the ground truth for the s3 scenario's
+  // digest parses every record, which at 1M+ events needs more than the default heap limit.
+  const child = fork(path.join(here, 'fixture-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env, execArgv: ['--max-old-space-size=16384'] });
   const answer = once<FixtureReady>(child, 'the fixture process');
   child.send(start);
   const ready = await answer;

@@ -6,13 +6,13 @@
  *   parent → {@link FixtureStart}   child → {@link FixtureReady}
  *   parent → 'stats'                 child → {@link FixtureStats}  (any number of times)
  *   parent → 'resetStats'            child → 'ok'
- *   parent → 'digest'                child → {@link eventDigest} of the ground truth's valid events,
+ *   parent → 'digest'                child → the digest (digest.ts) of the ground truth's valid events,
  *                                    `attributes.time` normalised: what the events objects must hold
  *   parent → 'close'                 child exits
  */
 import { createSimulator, type RateLimitOptions } from '../../src/simulator/index.js';
 import { normalizeTime } from '../../src/transforms/normalize-time.js';
-import { eventDigest } from './digest.js';
+import { DigestBuilder } from './digest.js';
 import { startDiscardS3, type DiscardS3 } from './discard-s3.js';
 
 export interface FixtureStart {
@@ -57,9 +57,12 @@ process.on('message', (msg: FixtureStart | 'stats' | 'resetStats' | 'digest' | '
       if (s3 !== undefined) out.s3 = { objects: s3.stats.objects, bytes: s3.stats.bytes, parts: s3.stats.parts, requests: s3.stats.requests };
       process.send!(out);
     } else if (msg === 'digest') {
-      const events = [...sim!.truth().valid.values()];
-      for (const e of events) e.attributes.time = normalizeTime(e.attributes.time)!;
-      process.send!(eventDigest(events));
+      const d = new DigestBuilder();
+      for (const e of sim!.truth().valid.values()) {
+        e.attributes.time = normalizeTime(e.attributes.time)!;
+        d.add(e);
+      }
+      process.send!(d.finish());
     } else if (msg === 'resetStats') {
       sim!.resetStats();
       if (s3 !== undefined) Object.assign(s3.stats, { objects: 0, bytes: 0, parts: 0, requests: {}, byKey: new Map() });
