@@ -10,6 +10,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The SDK's Node-20 upgrade notice, once per child, says nothing about the run (bin.ts does the same). */
 const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
+/** A child that dies mid-request closes the IPC channel; that surfaces through `exit`, not as a crash of the bench. */
+function quietIpc(child: ChildProcess): ChildProcess {
+  child.on('error', () => {});
+  return child;
+}
+
 function once<T>(child: ChildProcess, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onMessage = (m: T): void => {
@@ -38,7 +44,7 @@ export interface Fixture {
 export async function startFixture(start: FixtureStart): Promise<Fixture> {
   // The simulator's record slabs live outside the V8 heap; the ground truth for the s3 scenario's
   // digest parses every record, which at 1M+ events needs more than the default heap limit.
-  const child = fork(path.join(here, 'fixture-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env, execArgv: ['--max-old-space-size=16384'] });
+  const child = quietIpc(fork(path.join(here, 'fixture-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env, execArgv: ['--max-old-space-size=16384'] }));
   const answer = once<FixtureReady>(child, 'the fixture process');
   child.send(start);
   const ready = await answer;
@@ -71,7 +77,7 @@ export async function startFixture(start: FixtureStart): Promise<Fixture> {
 /** Runs one pipeline in a fresh process (Node's defaults; `cpuProfileDir`: with `--cpu-prof`) and returns its report. */
 export async function runChild(job: ChildJob, options: { cpuProfileDir?: string } = {}): Promise<ChildReport> {
   const execArgv = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir];
-  const child = fork(path.join(here, 'pipeline-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env });
+  const child = quietIpc(fork(path.join(here, 'pipeline-child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env }));
   const report = once<ChildReport>(child, 'the pipeline process');
   child.send(job);
   const r = await report;
