@@ -101,6 +101,29 @@ interface OpenObject {
 
 const HOUR_MS = 3_600_000;
 
+/**
+ * Every page's `data` from `from=0` to the end of the stream, following `links.next`. `parse` turns
+ * a body into the page (the floor times it).
+ */
+export async function* eachPage(
+  apiUrl: string,
+  orgId: string,
+  apiKey: string,
+  pageSize = 500,
+  parse: (text: string) => unknown = (text) => JSON.parse(text),
+): AsyncGenerator<unknown[]> {
+  let url: string | null = `${apiUrl}/admin/v1/orgs/${encodeURIComponent(orgId)}/events-stream?limit=${pageSize}&from=0`;
+  while (url !== null) {
+    const res = await request(url, { headers: { authorization: `Bearer ${apiKey}`, accept: 'application/json' } });
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} from the events API`);
+    const page = parse(await res.body.text()) as { data: unknown[]; links?: { next?: string | null } };
+    yield page.data;
+    if (page.data.length === 0) return;
+    const next = page.links?.next;
+    url = typeof next === 'string' ? new URL(next, apiUrl).href : null;
+  }
+}
+
 /** Collects every event from `from=0` to the end of the stream into `bucket`. */
 export async function runBaseline(o: BaselineOptions): Promise<BaselineResult> {
   const seen = new Set<string>();
@@ -133,12 +156,8 @@ export async function runBaseline(o: BaselineOptions): Promise<BaselineResult> {
   };
   const hourOf = (e: AuditEvent): number => Math.floor(Date.parse(e.attributes.processedAt ?? e.attributes.time) / HOUR_MS) * HOUR_MS;
 
-  let url: string | null = `${o.apiUrl}/admin/v1/orgs/${encodeURIComponent(o.orgId)}/events-stream?limit=${o.pageSize ?? 500}&from=0`;
-  while (url !== null) {
-    const res = await request(url, { headers: { authorization: `Bearer ${o.apiKey}`, accept: 'application/json' } });
-    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} from the events API`);
-    const page = (await res.body.json()) as { data: unknown[]; links?: { next?: string | null } };
-    const batch: Batch = { records: page.data, events: [], quarantined: [], position: { skip: 0 }, hour: 0 };
+  for await (const data of eachPage(o.apiUrl, o.orgId, o.apiKey, o.pageSize)) {
+    const batch: Batch = { records: data, events: [], quarantined: [], position: { skip: 0 }, hour: 0 };
     baselineDedupeBatch(baselineNormalizeBatch(baselineValidateBatch(batch)), seen);
     result.invalid += batch.quarantined.length;
     result.duplicates += batch.duplicates ?? 0;
@@ -152,9 +171,6 @@ export async function runBaseline(o: BaselineOptions): Promise<BaselineResult> {
       await write(hour, baselineSerialize(events.slice(i, j)));
       i = j;
     }
-    if (page.data.length === 0) break;
-    const next = page.links?.next;
-    url = typeof next === 'string' ? new URL(next, o.apiUrl).href : null;
   }
   if (current !== undefined) {
     current.zstd.end();

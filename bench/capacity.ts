@@ -16,6 +16,7 @@ import { startFixture, runChild, type Fixture } from './lib/children.js';
 import { rate, ratioText, sig3, spread } from './lib/format.js';
 import { machine, type Machine } from './lib/machine.js';
 import { stats, type Stats } from './lib/measure.js';
+import type { FixtureStats } from './lib/fixture-child.js';
 import type { ChildJob, ChildReport } from './lib/pipeline-child.js';
 import type { ScenarioResult } from './lib/results.js';
 
@@ -45,6 +46,8 @@ export interface E2eRun extends ChildReport {
   bytesIn: number;
   requests: number;
   status429: number;
+  /** What the discarding S3 endpoint received, when it was the target. */
+  stored?: FixtureStats['s3'];
 }
 
 /** Runs one implementation against the fixture, with a fresh checkpoint. */
@@ -75,7 +78,7 @@ export async function runOnce(
     );
     if (!report.ok) throw new Error(`${impl} failed: ${report.error}`);
     const st = await fx.stats();
-    return { ...report, impl, round, bytesIn: st.bytesServed, requests: st.requests, status429: st.byStatus['429'] ?? 0 };
+    return { ...report, impl, round, bytesIn: st.bytesServed, requests: st.requests, status429: st.byStatus['429'] ?? 0, ...(st.s3 === undefined ? {} : { stored: st.s3 }) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

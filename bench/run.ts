@@ -40,7 +40,7 @@ const SCENARIOS: Record<string, Scenario> = {
   capacity: {
     summary:
       'the whole pipeline into a discarding S3 endpoint, ours vs the baseline vs the JSON floor,\n' +
-      `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~5 min)`,
+      `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~3.5 min)`,
     run: (o) =>
       capacity({
         events: o.events ?? CAPACITY_DEFAULT_EVENTS,
@@ -53,7 +53,7 @@ const SCENARIOS: Record<string, Scenario> = {
   s3: {
     summary:
       'the capacity run into a real radosgw (S3_ENDPOINT, else one started here), every object\n' +
-      `                      read back and compared with the ground truth (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~3 min)`,
+      `                      read back and compared with the ground truth (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~1.5 min)`,
     run: (o) => s3Scenario({ events: o.events ?? CAPACITY_DEFAULT_EVENTS, progress: o.progress, machine: o.machine }),
   },
   backfill: {
@@ -163,16 +163,14 @@ async function main(argv: string[]): Promise<number> {
   const progress = (line: string): void => {
     process.stderr.write(`  … ${line}\n`);
   };
-  const done: Record<string, ScenarioResult> = {};
+  let file = '';
   for (const name of new Set(names)) {
     const cpuProfileDir = args['cpu-prof'] === undefined ? undefined : path.resolve(args['cpu-prof']);
     const r = await SCENARIOS[name]!.run({ events, microEvents, repeat, progress, machine: m, cpuProfileDir });
-    done[name] = r;
     process.stdout.write(`${textReport(name, r)}\n`);
-    // After each scenario, so a later one that fails does not lose it.
-    await writeResults(resultsDir, m, { [name]: r });
+    // After each scenario (merged into the day's file), so a later one that fails does not lose it.
+    file = await writeResults(resultsDir, m, { [name]: r });
   }
-  const file = await writeResults(resultsDir, m, done);
   process.stdout.write(`results: ${path.relative(root, file)}\n`);
   if (args['no-readme'] !== true) {
     const used = await writeReadme(resultsDir, path.join(root, 'bench', 'README.md'), HELP);

@@ -25,6 +25,14 @@ export interface AuditEvent {
   [key: string]: unknown;
 }
 
+/** Marks an event object with its text as received (set by src/sources/page-scan.ts, written by the sink). */
+export const RAW_TEXT: unique symbol = Symbol('atlassian-audit-pipeline.rawText');
+
+/** An object that may carry its text as received, under RAW_TEXT (not enumerable). */
+export interface WithRawText {
+  [RAW_TEXT]?: string | undefined;
+}
+
 /** A record that failed validation, with the reason, as written to the quarantine prefix. */
 export interface QuarantineRecord {
   reason: string;

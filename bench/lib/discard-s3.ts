@@ -4,15 +4,13 @@
  *
  * It answers what the SDK's `Upload` and the sink send: CreateMultipartUpload, UploadPart,
  * CompleteMultipartUpload, PutObject, ListMultipartUploads (always empty) and
- * AbortMultipartUpload. Bodies are read and counted, never stored. Per key it keeps the byte
- * count of the completed object, so the scenario can report the compression ratio and check that
- * every object it was told about arrived whole.
+ * AbortMultipartUpload. Bodies are read and counted, never stored.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface DiscardS3Stats {
-  /** Objects completed (PutObject or CompleteMultipartUpload), by key prefix's first segment. */
+  /** Objects completed (PutObject or CompleteMultipartUpload). */
   objects: number;
   /** Bytes of completed objects. */
   bytes: number;
@@ -20,8 +18,6 @@ export interface DiscardS3Stats {
   parts: number;
   /** Requests by operation. */
   requests: Record<string, number>;
-  /** Bytes by completed key. */
-  byKey: Map<string, number>;
 }
 
 export interface DiscardS3 {
@@ -39,7 +35,7 @@ const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;'
 
 /** Starts the endpoint on 127.0.0.1 (a free port). Path-style addressing: `/bucket/key`. */
 export async function startDiscardS3(): Promise<DiscardS3> {
-  const stats: DiscardS3Stats = { objects: 0, bytes: 0, parts: 0, requests: {}, byKey: new Map() };
+  const stats: DiscardS3Stats = { objects: 0, bytes: 0, parts: 0, requests: {} };
   /** uploadId → bytes received so far, per part number (a retried part replaces its earlier copy). */
   const uploads = new Map<string, { key: string; parts: Map<number, number> }>();
   let nextId = 1;
@@ -74,13 +70,11 @@ export async function startDiscardS3(): Promise<DiscardS3> {
       for (const n of u.parts.values()) total += n;
       stats.objects++;
       stats.bytes += total;
-      stats.byKey.set(u.key, total);
       send(res, 200, `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResult><Bucket>${esc(bucket)}</Bucket><Key>${esc(key)}</Key><ETag>${etag}</ETag></CompleteMultipartUploadResult>`);
     } else if (req.method === 'PUT') {
       op('PutObject');
       stats.objects++;
       stats.bytes += bytes;
-      stats.byKey.set(key, bytes);
       send(res, 200, '', { etag });
     } else if (req.method === 'GET' && q.has('uploads')) {
       op('ListMultipartUploads');

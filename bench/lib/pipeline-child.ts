@@ -10,11 +10,10 @@
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { request } from 'undici';
 import { createMetrics } from '../../src/metrics.js';
 import { runPipeline } from '../../src/pipeline.js';
 import { createS3Client } from '../../src/sinks/s3.js';
-import { runBaseline } from '../baseline.js';
+import { eachPage, runBaseline } from '../baseline.js';
 
 export interface ChildJob {
   /** `floor`: fetch every page, timing only `JSON.parse` of the page and `JSON.stringify` of each record. */
@@ -72,22 +71,20 @@ function procTimes(): [number, number, number, number] {
 
 /** The machine's floor: the JSON work alone, on this thread, on the same pages. */
 async function floor(job: ChildJob): Promise<{ records: number; seconds: number }> {
-  let url: string | null = `${job.apiUrl}/admin/v1/orgs/${encodeURIComponent(job.orgId)}/events-stream?limit=500&from=${job.from}`;
   let records = 0;
   let seconds = 0;
   let sink = 0;
-  while (url !== null) {
-    const res = await request(url, { headers: { authorization: `Bearer ${job.apiKey}` } });
-    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} from the events API`);
-    const text = await res.body.text();
+  const timedParse = (text: string): unknown => {
     const t = performance.now();
-    const page = JSON.parse(text) as { data: unknown[]; links?: { next?: string | null } };
-    for (const r of page.data) sink += JSON.stringify(r).length;
+    const page = JSON.parse(text) as unknown;
     seconds += (performance.now() - t) / 1000;
-    records += page.data.length;
-    if (page.data.length === 0) break;
-    const next = page.links?.next;
-    url = typeof next === 'string' ? new URL(next, job.apiUrl).href : null;
+    return page;
+  };
+  for await (const data of eachPage(job.apiUrl, job.orgId, job.apiKey, 500, timedParse)) {
+    const t = performance.now();
+    for (const r of data) sink += JSON.stringify(r).length;
+    seconds += (performance.now() - t) / 1000;
+    records += data.length;
   }
   if (sink < 0) throw new Error('unreachable');
   return { records, seconds };

@@ -28,13 +28,12 @@ import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import { compress } from 'simple-zstd';
-import { RAW_TEXT, type WithRawText } from '../sources/page-scan.js';
 import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
 import { hourPath, parseRfc3339 } from '../time.js';
-import { samePosition, type Batch, type PollEnd, type Position } from '../types.js';
+import { RAW_TEXT, samePosition, type Batch, type PollEnd, type Position, type WithRawText } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
 

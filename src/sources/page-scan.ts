@@ -13,17 +13,10 @@
  * An element nested deeper than {@link MAX_RAW_DEPTH} gets no offsets: it goes the serialising
  * way, so one too deep for `JSON.stringify` is quarantined by the sink exactly as before.
  */
+import { RAW_TEXT, type WithRawText } from '../types.js';
 
 /** Deepest nesting (inside an element) for which offsets are given. */
 export const MAX_RAW_DEPTH = 1000;
-
-/** Marks an event object with its text as received (see {@link attachRawText}). */
-export const RAW_TEXT: unique symbol = Symbol('atlassian-audit-pipeline.rawText');
-
-/** An object that may carry its text as received. */
-export interface WithRawText {
-  [RAW_TEXT]?: string | undefined;
-}
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;

@@ -10,8 +10,7 @@
  */
 import { Transform } from 'node:stream';
 import { formatCanonical, isCanonical, parseRfc3339 } from '../time.js';
-import { RAW_TEXT, type WithRawText } from '../sources/page-scan.js';
-import type { Batch } from '../types.js';
+import { RAW_TEXT, type Batch, type WithRawText } from '../types.js';
 
 export interface NormalizeTimeOptions {
   /** Batches buffered on each side of the stage. Default 1. */

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attachRawText, dataElementOffsets, MAX_RAW_DEPTH, RAW_TEXT, type WithRawText } from '../../src/sources/page-scan.js';
+import { attachRawText, dataElementOffsets, MAX_RAW_DEPTH } from '../../src/sources/page-scan.js';
+import { RAW_TEXT, type WithRawText } from '../../src/types.js';
 import { parsePage } from '../../src/sources/atlassian-events.js';
 import { auditStream } from '../../bench/lib/audit-stream.js';
 
