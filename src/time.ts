@@ -6,9 +6,6 @@
  * truncating them.
  */
 
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
-
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function isLeap(y: number): boolean {
@@ -21,28 +18,50 @@ function isLeap(y: number): boolean {
  * A leap second (`:60`) is accepted and lands on the next second, as in most systems.
  */
 export function parseRfc3339(value: string): number | undefined {
-  if (value.length > 40) return undefined;
-  const m = RFC3339.exec(value);
-  if (m === null) return undefined;
-  const year = Number(m[1]);
-  const month = Number(m[2]);
-  const day = Number(m[3]);
-  const hour = Number(m[4]);
-  const minute = Number(m[5]);
-  const second = Number(m[6]);
+  // By hand, not a regular expression: this runs several times per event.
+  // date-time = YYYY-MM-DD ("T" / "t" / " ") hh:mm:ss [ "." 1*DIGIT ] ("Z" / "z" / ("+" / "-") hh:mm)
+  const n = value.length;
+  if (n < 20 || n > 40) return undefined;
+  const year = digits(value, 0, 4);
+  const month = digits(value, 5, 2);
+  const day = digits(value, 8, 2);
+  const hour = digits(value, 11, 2);
+  const minute = digits(value, 14, 2);
+  const second = digits(value, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return undefined;
+  const sep = value.charCodeAt(10);
+  if (value.charCodeAt(4) !== 0x2d || value.charCodeAt(7) !== 0x2d || (sep !== 0x54 && sep !== 0x74 && sep !== 0x20)) return undefined;
+  if (value.charCodeAt(13) !== 0x3a || value.charCodeAt(16) !== 0x3a) return undefined;
+  let i = 19;
+  // Truncate, never round: "…26.4579Z" is 26.457 s.
+  let ms = 0;
+  if (value.charCodeAt(i) === 0x2e /* . */) {
+    const first = ++i;
+    while (i < n && isDigit(value.charCodeAt(i))) {
+      if (i - first < 3) ms = ms * 10 + (value.charCodeAt(i) - 0x30);
+      i++;
+    }
+    const count = i - first;
+    if (count === 0 || count > 9) return undefined;
+    for (let k = count; k < 3; k++) ms *= 10;
+  }
+  let offsetMinutes = 0;
+  const zone = value.charCodeAt(i);
+  if (zone === 0x5a || zone === 0x7a /* Z z */) {
+    if (i + 1 !== n) return undefined;
+  } else if (zone === 0x2b || zone === 0x2d /* + - */) {
+    if (i + 6 !== n || value.charCodeAt(i + 3) !== 0x3a) return undefined;
+    const oh = digits(value, i + 1, 2);
+    const om = digits(value, i + 4, 2);
+    if (oh < 0 || om < 0 || oh > 23 || om > 59) return undefined;
+    offsetMinutes = (zone === 0x2d ? -1 : 1) * (oh * 60 + om);
+  } else {
+    return undefined;
+  }
   if (month < 1 || month > 12) return undefined;
   const dim = month === 2 && isLeap(year) ? 29 : DAYS_IN_MONTH[month - 1]!;
   if (day < 1 || day > dim) return undefined;
   if (hour > 23 || minute > 59 || second > 60) return undefined;
-  // Truncate, never round: "…26.4579Z" is 26.457 s.
-  const ms = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
-  let offsetMinutes = 0;
-  if (m[8] === undefined) {
-    const oh = Number(m[10]);
-    const om = Number(m[11]);
-    if (oh > 23 || om > 59) return undefined;
-    offsetMinutes = (m[9] === '-' ? -1 : 1) * (oh * 60 + om);
-  }
   // Date.UTC reads years 0–99 as 1900–1999; the setters take them as written.
   let t: number;
   if (year >= 100) {
@@ -56,6 +75,21 @@ export function parseRfc3339(value: string): number | undefined {
   return t - offsetMinutes * 60_000;
 }
 
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The decimal number of `count` digits at `at`, or -1 when any is not a digit. */
+function digits(value: string, at: number, count: number): number {
+  let v = 0;
+  for (let i = at; i < at + count; i++) {
+    const c = value.charCodeAt(i);
+    if (!isDigit(c)) return -1;
+    v = v * 10 + (c - 0x30);
+  }
+  return v;
+}
+
 /** `YYYY-MM-DDTHH:mm:ss.sssZ`, or undefined if the instant is outside years 0000–9999. */
 export function formatCanonical(epochMs: number): string | undefined {
   if (!Number.isFinite(epochMs) || epochMs < -62167219200000 || epochMs > 253402300799999) {
@@ -64,11 +98,16 @@ export function formatCanonical(epochMs: number): string | undefined {
   return new Date(epochMs).toISOString();
 }
 
-const CANONICAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-
 /** True when the string is already in canonical form (so normalising would not change it). */
 export function isCanonical(value: string): boolean {
-  return value.length === 24 && CANONICAL.test(value) && parseRfc3339(value) !== undefined;
+  // Exactly YYYY-MM-DDTHH:mm:ss.sssZ (upper-case T and Z, three fraction digits), and a real instant.
+  return (
+    value.length === 24 &&
+    value.charCodeAt(10) === 0x54 &&
+    value.charCodeAt(19) === 0x2e &&
+    value.charCodeAt(23) === 0x5a &&
+    parseRfc3339(value) !== undefined
+  );
 }
 
 export const HOUR_MS = 3_600_000;
