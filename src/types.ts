@@ -33,6 +33,24 @@ export interface WithRawText {
   [RAW_TEXT]?: string | undefined;
 }
 
+/**
+ * Valid, normalised events already written as JSON lines (see src/sources/page-process.ts): what
+ * the source hands downstream in place of event objects when it processed its pages itself.
+ * Event `i` is `bytes[i === 0 ? start : ends[i - 1], ends[i])`, its line with the final `\n`.
+ */
+export interface PackedEvents {
+  /** UTF-8 JSON lines; may be shared with other batches cut from the same page. */
+  bytes: Uint8Array;
+  /** Where the first event's line starts in `bytes`. */
+  start: number;
+  /** Where each event's line ends in `bytes` (after its `\n`). */
+  ends: Uint32Array;
+  /** Each event's `id`. */
+  ids: string[];
+  /** Each event's (canonical) `attributes.time`, epoch ms. */
+  timeMs: Float64Array;
+}
+
 /** A record that failed validation, with the reason, as written to the quarantine prefix. */
 export interface QuarantineRecord {
   reason: string;
@@ -64,6 +82,12 @@ export interface Batch {
   records: unknown[];
   /** Valid, normalised events, in API order. */
   events: AuditEvent[];
+  /**
+   * Valid, normalised events already written as lines, in API order, by a source that processes
+   * its pages itself (validate and normalize-time pass them on unchanged; dedupe filters them;
+   * the sink writes them before `events`).
+   */
+  packed?: PackedEvents;
   /** Invalid records with reasons, in API order. */
   quarantined: QuarantineRecord[];
   /** Resume position after this batch: everything up to here has been handed downstream. */

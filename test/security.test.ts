@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { batchRecords } from './helpers/batches.js';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseRunConfig } from '../src/cli.js';
@@ -34,7 +35,7 @@ function page(data: unknown[], next: string | null, links: Record<string, unknow
 
 async function drain(src: AsyncIterable<Batch>): Promise<unknown[]> {
   const out: unknown[] = [];
-  for await (const b of src) out.push(...b.records);
+  for await (const b of src) out.push(...batchRecords(b));
   return out;
 }
 

@@ -32,7 +32,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
-import { hourPath, parseRfc3339 } from '../time.js';
+import { recordText, TOO_DEEP, truncateDepth } from '../record-text.js';
+import { formatCanonical, hourPath, parseRfc3339 } from '../time.js';
 import { RAW_TEXT, samePosition, type Batch, type PollEnd, type Position, type WithRawText } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
@@ -156,23 +157,6 @@ interface PollTally {
   bytes: number;
 }
 
-/** How deep a quarantined copy of an unserialisable record is kept. */
-const TRUNCATE_DEPTH = 256;
-
-/** A copy of `value` with everything below `depth` levels replaced by a marker string. */
-export function truncateDepth(value: unknown, depth = TRUNCATE_DEPTH): unknown {
-  if (typeof value !== 'object' || value === null) return value;
-  if (depth <= 0) return '[truncated: nested too deep]';
-  if (Array.isArray(value)) return value.map((v) => truncateDepth(v, depth - 1));
-  const out: Record<string, unknown> = {};
-  // defineProperty, not assignment: a "__proto__" key would otherwise set the copy's prototype
-  // and vanish from the quarantined record.
-  for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: truncateDepth(v, depth - 1), enumerable: true, writable: true, configurable: true });
-  return out;
-}
-
-const TOO_DEEP = 'record: nested too deeply to serialise as JSON';
-
 /** The greatest canonical (24-character, UTC) `attributes.time` among `events` and `known`. */
 function newestTime(events: readonly { attributes: { time: unknown } }[], known: string | undefined): string | undefined {
   let best = known;
@@ -183,9 +167,12 @@ function newestTime(events: readonly { attributes: { time: unknown } }[], known:
   return best;
 }
 
-/** A record's JSON line text: its text as received when the source kept it (RAW_TEXT), else serialised. */
-function lineOf(record: unknown): string {
-  return (record as WithRawText)[RAW_TEXT] ?? JSON.stringify(record);
+/** `known`, or the canonical time of the greatest of `timeMs` when that is later. */
+function newestPackedTime(timeMs: Float64Array, known: string | undefined): string | undefined {
+  let max = -Infinity;
+  for (let i = 0; i < timeMs.length; i++) if (timeMs[i]! > max) max = timeMs[i]!;
+  const t = max === -Infinity ? undefined : formatCanonical(max);
+  return t !== undefined && (known === undefined || t > known) ? t : known;
 }
 
 /**
@@ -196,13 +183,13 @@ function lineOf(record: unknown): string {
 function serialize(records: readonly unknown[], onUnserialisable: (record: unknown) => void): string {
   try {
     let out = '';
-    for (let i = 0; i < records.length; i++) out += `${lineOf(records[i])}\n`;
+    for (let i = 0; i < records.length; i++) out += `${recordText(records[i])}\n`;
     return out;
   } catch {
     let out = '';
     for (const r of records) {
       try {
-        out += `${lineOf(r)}\n`;
+        out += `${recordText(r)}\n`;
       } catch {
         onUnserialisable(r);
       }
@@ -345,14 +332,17 @@ export class ObjectSink extends Writable {
     // as a duplicate. A batch that does not add up (a stage missing, e.g. no validate before the
     // sink, or a stage that lost records) would drop events silently, so it fails the run.
     const fetched = batch.records.length + (batch.fetched ?? 0);
-    const accounted = batch.events.length + batch.quarantined.length + (batch.duplicates ?? 0);
+    const packed = batch.packed;
+    const packedCount = packed?.ids.length ?? 0;
+    const eventTotal = batch.events.length + packedCount;
+    const accounted = eventTotal + batch.quarantined.length + (batch.duplicates ?? 0);
     if (fetched !== accounted) {
       throw new SinkError(
-        `a batch does not reconcile: ${fetched} records received but ${batch.events.length} events + ` +
+        `a batch does not reconcile: ${fetched} records received but ${eventTotal} events + ` +
           `${batch.quarantined.length} quarantined + ${batch.duplicates ?? 0} duplicates (is validate before the sink?)`,
       );
     }
-    const hasContent = batch.events.length > 0 || batch.quarantined.length > 0;
+    const hasContent = eventTotal > 0 || batch.quarantined.length > 0;
     let epoch = this.#epoch;
     if (epoch !== undefined && hasContent && (batch.hour !== epoch.hour || this.#expired(epoch))) {
       await this.#close(batch.hour !== epoch.hour ? 'hour' : 'age');
@@ -394,6 +384,15 @@ export class ObjectSink extends Writable {
         });
         quarantineText = serialize(batch.quarantined, () => {});
       }
+    }
+    if (packed !== undefined && packedCount > 0) {
+      // Lines the source already wrote (see PackedEvents): straight into the compressor.
+      const obj = epoch.objects.events ?? (await this.#openObject(epoch, 'events'));
+      const { bytes, start, ends } = packed;
+      await this.#writeTo(obj, Buffer.from(bytes.buffer, bytes.byteOffset + start, ends[ends.length - 1]! - start), packedCount);
+      epoch.events += packedCount;
+      this.#poll.events += packedCount;
+      if (this.#metrics !== undefined) epoch.newestTime = newestPackedTime(packed.timeMs, epoch.newestTime);
     }
     if (eventCount > 0) {
       const obj = epoch.objects.events ?? (await this.#openObject(epoch, 'events'));
@@ -510,10 +509,10 @@ export class ObjectSink extends Writable {
     return obj;
   }
 
-  async #writeTo(obj: OpenObject, text: string, records: number): Promise<void> {
+  async #writeTo(obj: OpenObject, text: string | Buffer, records: number): Promise<void> {
     // Encoded once: Buffer.byteLength and then write(text) would each walk (and the first
     // flatten) the batch's text, a rope of up to 500 lines.
-    const bytes = Buffer.from(text);
+    const bytes = typeof text === 'string' ? Buffer.from(text) : text;
     obj.rawBytes += bytes.length;
     obj.records += records;
     if (!obj.zstd.write(bytes)) {

@@ -30,8 +30,9 @@ import {
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 import { hourOf, parseRfc3339 } from '../time.js';
-import { attachRawText } from './page-scan.js';
-import { samePosition, type Batch, type PollEnd, type Position } from '../types.js';
+import { foreignOrigin, guessNextCursor, HOUR_UNKNOWN, type ProcessedPage } from './page-process.js';
+import { PageProcessor } from './page-workers.js';
+import { samePosition, type Batch, type PollEnd, type Position, type QuarantineRecord } from '../types.js';
 import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
@@ -77,6 +78,12 @@ export interface AtlassianEventsOptions {
   signal?: AbortSignal;
   /** Batches buffered ahead of downstream. Default 1. */
   highWaterMark?: number;
+  /**
+   * Worker threads that parse, validate and normalise pages (page-process.ts), keeping that JSON
+   * work off the main thread. 0: on the main thread. Default 1 (pages are fetched one after
+   * another, the next cursor being inside the page, so one worker is all one source can use).
+   */
+  pageWorkers?: number;
 }
 
 export interface AtlassianEventsDeps {
@@ -89,13 +96,10 @@ export interface AtlassianEventsDeps {
   metrics?: PipelineMetrics;
 }
 
-interface Page {
-  records: unknown[];
-  next: string | null;
-}
+export { parsePage, type Page } from './page-process.js';
 
 type Outcome =
-  | { ok: true; page: Page }
+  | { ok: true; page: ProcessedPage }
   | { ok: false; retry: 'rate_limit'; waitMs: number | undefined }
   | { ok: false; retry: 'server_error' | 'network' | 'timeout' | 'malformed'; detail: string }
   | { ok: false; fatal: Error };
@@ -121,33 +125,8 @@ export function retryHintMs(headers: Headers, now: number): number | undefined {
   return at === undefined ? undefined : Math.max(0, at - now);
 }
 
-const HOUR_UNKNOWN = -1;
 const MIN_RATE_LIMIT_WAIT_MS = 1000;
 const MAX_RATE_LIMIT_WAIT_MS = 24 * 3_600_000;
-
-/**
- * The UTC hour a raw record belongs to (its processedAt, else its time, else unknown), and its
- * processedAt when that is valid: one parse of each field per record.
- */
-function recordTimes(record: unknown): { hour: number; processedAt: string | undefined; processedAtMs: number } {
-  const none = { hour: HOUR_UNKNOWN, processedAt: undefined, processedAtMs: NaN };
-  if (typeof record !== 'object' || record === null) return none;
-  const attrs = (record as { attributes?: unknown }).attributes;
-  if (typeof attrs !== 'object' || attrs === null) return none;
-  const { processedAt, time } = attrs as { processedAt?: unknown; time?: unknown };
-  const p = typeof processedAt === 'string' ? inKeyRange(parseRfc3339(processedAt)) : undefined;
-  if (p !== undefined) return { hour: hourOf(p), processedAt: processedAt as string, processedAtMs: p };
-  const t = typeof time === 'string' ? inKeyRange(parseRfc3339(time)) : undefined;
-  return { hour: t === undefined ? HOUR_UNKNOWN : hourOf(t), processedAt: undefined, processedAtMs: NaN };
-}
-
-/** 0000-01-01T00:00Z and 10000-01-01T00:00Z: instants outside cannot name a YYYY/ key (validate quarantines them). */
-const MIN_KEY_MS = -62_167_219_200_000;
-const MAX_KEY_MS = 253_402_300_800_000;
-
-function inKeyRange(ms: number | undefined): number | undefined {
-  return ms !== undefined && ms >= MIN_KEY_MS && ms < MAX_KEY_MS ? ms : undefined;
-}
 
 /**
  * A processedAt further ahead of this machine's clock than this is not believed for the
@@ -156,7 +135,7 @@ function inKeyRange(ms: number | undefined): number | undefined {
  */
 const MAX_FUTURE_SKEW_MS = 24 * 3_600_000;
 
-async function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+async function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -167,10 +146,11 @@ async function readBody(body: Dispatcher.ResponseData['body'], max: number): Pro
     }
     chunks.push(chunk as Buffer);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  // A UTF-8 byte order mark (which RFC 8259 lets parsers ignore, and fetch's json() drops) would
-  // make JSON.parse refuse every retry of the page.
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  // One ArrayBuffer of its own (not Buffer's shared pool), so it can move to a page worker.
+  const out = Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  for (const c of chunks) at += c.copy(out, at);
+  return out;
 }
 
 /**
@@ -195,76 +175,21 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
-/** An absolute URL (scheme://). A cursor is opaque: base64 may start with "//", so that alone is no URL. */
-const LOOKS_LIKE_URL = /^[a-z][a-z0-9+.-]*:\/\//i;
-
-/**
- * Origins a pagination link may name besides --api-url: Atlassian's own API (a gateway in front of
- * it may pass its links through unchanged, and the key belongs there anyway).
- */
-const ATLASSIAN_ORIGIN = 'https://api.atlassian.com';
-
-/**
- * Where a pagination link points, when it is not on `origin`: an absolute URL's origin, else
- * undefined (a relative link, or an opaque cursor, stays on the API origin).
- */
-function foreignOrigin(link: string, origin: string): string | undefined {
-  // Only what is unmistakably a URL: an opaque cursor may hold a colon or start with "//".
-  if (!LOOKS_LIKE_URL.test(link)) return undefined;
-  let url: URL;
-  try {
-    url = new URL(link);
-  } catch {
-    return 'an unparseable URL';
-  }
-  // "api.atlassian.com." is the same host as "api.atlassian.com".
-  if (url.hostname.endsWith('.')) url.hostname = url.hostname.slice(0, -1);
-  return url.origin === origin || url.origin === ATLASSIAN_ORIGIN ? undefined : url.origin;
+/** A page fetched and processed, and the position it was fetched at. */
+interface Fetched {
+  page: ProcessedPage;
+  pos: Position;
 }
 
-/**
- * Parses a page body. Returns a reason string when it is not a usable page. With `origin` (the
- * configured API origin), a `links.next` or `meta.next` that points at another host makes the
- * page unusable: pagination never leaves the origin, so the bearer token is never sent elsewhere.
- */
-export function parsePage(text: string, origin?: string): Page | string {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return text.trimStart().startsWith('<') ? 'body is HTML, not JSON' : 'body is not valid JSON';
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return 'body is not a JSON object';
-  const { data, meta } = json as { data?: unknown; meta?: unknown };
-  if (!Array.isArray(data)) return '"data" is not an array';
-  // A page without `meta` is broken, not the end: treating it as the end would stop a --once
-  // run early. An absent or null `meta.next` is the end.
-  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return '"meta" is missing or not an object';
-  let next: string | null = null;
-  const n = (meta as { next?: unknown }).next;
-  if (n !== undefined && n !== null) {
-    if (typeof n !== 'string' || n.length === 0 || n.length > 4096) return '"meta.next" is not a cursor string';
-    next = n;
-  }
-  if (origin !== undefined) {
-    const links = (json as { links?: unknown }).links;
-    const linkNext = typeof links === 'object' && links !== null ? (links as { next?: unknown }).next : undefined;
-    for (const [name, link] of [['links.next', linkNext], ['meta.next', next]] as const) {
-      if (typeof link !== 'string') continue;
-      const foreign = foreignOrigin(link, origin);
-      if (foreign !== undefined) return `"${name}" points to ${foreign}, not ${origin}: refusing to follow pagination to another host`;
-    }
-    // A same-origin URL where a cursor belongs: use the cursor it carries.
-    if (next !== null && LOOKS_LIKE_URL.test(next)) {
-      const cursor = new URL(next, origin).searchParams.get('cursor');
-      if (cursor === null || cursor === '') return '"meta.next" is a URL without a cursor';
-      next = cursor;
-    }
-  }
-  // Each record's text as received, so the sink need not serialise it again.
-  attachRawText(text, data);
-  return { records: data, next };
+/** A page being fetched ahead of its turn. */
+interface Ahead {
+  pos: Position;
+  abort: AbortController;
+  promise: Promise<Outcome | undefined>;
 }
+
+/** Pages fetched ahead of the one being processed. */
+const MAX_AHEAD = 2;
 
 class EventsStreamReadable extends Readable {
   readonly #opts: Required<Omit<AtlassianEventsOptions, 'signal' | 'lastProcessedAt' | 'rateLimit'>> & {
@@ -281,6 +206,9 @@ class EventsStreamReadable extends Readable {
   #lastProcessedAt: string | undefined;
   #hour = HOUR_UNKNOWN;
   readonly #pacer: RatePacer;
+  readonly #pages: PageProcessor;
+  /** Pages being fetched ahead, in cursor order (see #fetchAhead). */
+  #ahead: Ahead[] = [];
 
   constructor(options: AtlassianEventsOptions, deps: AtlassianEventsDeps) {
     super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
@@ -300,6 +228,7 @@ class EventsStreamReadable extends Readable {
       backoffCapMs: options.backoffCapMs ?? 60_000,
       maxPageBytes: options.maxPageBytes ?? 64 * 1024 * 1024,
       highWaterMark: options.highWaterMark ?? 1,
+      pageWorkers: options.pageWorkers ?? 2,
       fallbackFrom: options.fallbackFrom ?? options.start.from ?? 0,
       signal: options.signal,
     };
@@ -314,6 +243,7 @@ class EventsStreamReadable extends Readable {
     this.#requestSignal = this.#opts.signal === undefined
       ? this.#destroyed.signal
       : AbortSignal.any([this.#destroyed.signal, this.#opts.signal]);
+    this.#pages = new PageProcessor(this.#opts.pageWorkers);
     this.#pacer = new RatePacer(options.rateLimit === false ? undefined : options.rateLimit ?? DEFAULT_RATE_BUDGET);
     this.#position = { ...options.start };
     this.#lastProcessedAt = options.lastProcessedAt;
@@ -344,11 +274,13 @@ class EventsStreamReadable extends Readable {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.#destroyed.abort();
+    this.#abandonAhead();
     const closeDispatcher = this.#ownsDispatcher ? this.#dispatcher.close().catch(() => {}) : Promise.resolve();
+    const closePages = this.#pages.close().catch(() => {});
     this.#it
       .return(undefined)
       .catch(() => {})
-      .then(() => closeDispatcher)
+      .then(() => Promise.all([closeDispatcher, closePages]))
       .then(() => cb(err), () => cb(err));
   }
 
@@ -368,21 +300,22 @@ class EventsStreamReadable extends Readable {
     const { clock, metrics } = this.#deps;
     let poll = { startedMs: clock.now(), pages: 0, records: 0 };
     for (;;) {
-      const fetched = await this.#fetchWithRetries(this.#position);
+      const fetched = await this.#take(this.#position);
       if (fetched === undefined) return; // stopping
       // The position actually fetched: a rejected cursor is replaced by a time-based one.
       const { page, pos } = fetched;
-      const fresh = pos.skip > 0 ? page.records.slice(pos.skip) : page.records;
+      const first = Math.min(pos.skip, page.count);
+      const fresh = page.count - first;
       poll.pages++;
-      poll.records += fresh.length;
-      metrics?.eventsReceived.inc(fresh.length);
-      if (metrics !== undefined) metrics.health.received += fresh.length;
+      poll.records += fresh;
+      metrics?.eventsReceived.inc(fresh);
+      if (metrics !== undefined) metrics.health.received += fresh;
       // A null next, or a next equal to the cursor just used, means "this is the end for now":
       // stay on this page and remember how much of it was handled.
       const stays = page.next === null || (page.next === pos.cursor && pos.cursor !== undefined);
-      const after: Position = stays ? { ...pos, skip: pos.skip + fresh.length } : { cursor: page.next!, skip: 0 };
+      const after: Position = stays ? { ...pos, skip: pos.skip + fresh } : { cursor: page.next!, skip: 0 };
       // Caught up: nothing on the page, no next cursor, or a next cursor that goes nowhere.
-      const caughtUp = page.records.length === 0 || stays;
+      const caughtUp = page.count === 0 || stays;
       const now = clock.now();
       if (caughtUp && metrics !== undefined) {
         metrics.health.caughtUpMs = now;
@@ -392,7 +325,9 @@ class EventsStreamReadable extends Readable {
       const end: PollEnd | undefined = caughtUp
         ? { ...poll, durationMs: now - poll.startedMs, ...(follow && !this.#stopping ? { nextPollAtMs: now + intervalMs } : {}) }
         : undefined;
-      yield* this.#cut(pos, fresh, after, end);
+      // Caught up: a page fetched ahead would be stale by the next poll.
+      if (caughtUp) this.#abandonAhead();
+      yield* this.#cut(pos, page, first, after, end);
       if (!caughtUp) continue;
       if (!follow || this.#stopping) return;
       await clock.sleep(intervalMs, this.#requestSignal);
@@ -403,11 +338,14 @@ class EventsStreamReadable extends Readable {
   }
 
   /**
-   * Cuts a page's fresh records into batches at UTC-hour changes of processedAt. `pollEnd`, when
-   * the page ends a poll, goes on the last batch (an empty one if the page brought nothing).
+   * Cuts a page's fresh records (from `first` on) into batches at UTC-hour changes of
+   * processedAt. `pollEnd`, when the page ends a poll, goes on the last batch (an empty one if
+   * the page brought nothing). Each batch carries its records already validated and normalised:
+   * valid events packed as lines, invalid ones as quarantine records, and `fetched` set.
    */
-  *#cut(pos: Position, records: unknown[], after: Position, pollEnd?: PollEnd): Generator<Batch> {
-    if (records.length === 0) {
+  *#cut(pos: Position, page: ProcessedPage, first: number, after: Position, pollEnd?: PollEnd): Generator<Batch> {
+    const total = page.count - first;
+    if (total === 0) {
       if (!samePosition(after, pos) || pollEnd !== undefined) {
         this.#position = after;
         yield {
@@ -423,17 +361,40 @@ class EventsStreamReadable extends Readable {
     }
     let start = 0;
     let hour = this.#hour;
+    // Where the fresh records' events and quarantine entries begin.
+    let event = 0;
+    for (let i = 0; i < first; i++) event += page.valid[i]!;
+    let q = 0;
+    while (q < page.quarantined.length && page.quarantined[q]!.index < first) q++;
     let lastProcessedAt: string | undefined;
     let lastProcessedAtMs = -Infinity;
     const latestBelievable = this.#deps.clock.now() + MAX_FUTURE_SKEW_MS;
     const emit = (end: number, position: Position): Batch => {
+      const events = page.events;
+      const eventEnd = event + countValid(page.valid, first + start, first + end);
+      const quarantined: QuarantineRecord[] = [];
+      for (; q < page.quarantined.length && page.quarantined[q]!.index < first + end; q++) {
+        const entry = page.quarantined[q]!;
+        quarantined.push({ reason: entry.reason, record: JSON.parse(entry.text) as unknown });
+      }
       const batch: Batch = {
-        records: records.slice(start, end),
+        records: [],
         events: [],
-        quarantined: [],
+        quarantined,
+        fetched: end - start,
         position,
         hour: hour === HOUR_UNKNOWN ? hourOf(this.#deps.clock.now()) : hour,
       };
+      if (eventEnd > event) {
+        batch.packed = {
+          bytes: events.bytes,
+          start: event === 0 ? events.start : events.ends[event - 1]!,
+          ends: events.ends.subarray(event, eventEnd),
+          ids: events.ids.slice(event, eventEnd),
+          timeMs: events.timeMs.subarray(event, eventEnd),
+        };
+      }
+      event = eventEnd;
       if (lastProcessedAt !== undefined) {
         batch.lastProcessedAt = lastProcessedAt;
         // Only forward: a re-delivery keeps its old processedAt.
@@ -442,7 +403,7 @@ class EventsStreamReadable extends Readable {
         const h = this.#deps.metrics?.health;
         if (h !== undefined && (h.fetchedUpToMs === undefined || lastProcessedAtMs > h.fetchedUpToMs)) h.fetchedUpToMs = lastProcessedAtMs;
       }
-      if (end === records.length && pollEnd !== undefined) batch.pollEnd = pollEnd;
+      if (end === total && pollEnd !== undefined) batch.pollEnd = pollEnd;
       this.#position = position;
       this.#hour = batch.hour;
       start = end;
@@ -450,8 +411,10 @@ class EventsStreamReadable extends Readable {
       lastProcessedAtMs = -Infinity;
       return batch;
     };
-    for (let i = 0; i < records.length; i++) {
-      const { hour: h, processedAt: p, processedAtMs: pMs } = recordTimes(records[i]);
+    for (let i = 0; i < total; i++) {
+      const h = page.hour[first + i]!;
+      const pMs = page.processedAtMs[first + i]!;
+      const p = page.processedAt[first + i] ?? undefined;
       if (h !== HOUR_UNKNOWN && h !== hour) {
         if (i > start) yield emit(i, { ...pos, skip: pos.skip + i });
         hour = h;
@@ -463,7 +426,7 @@ class EventsStreamReadable extends Readable {
         lastProcessedAtMs = pMs;
       }
     }
-    yield emit(records.length, after);
+    yield emit(total, after);
   }
 
   #backoff(attempt: number): number {
@@ -472,25 +435,86 @@ class EventsStreamReadable extends Readable {
     return Math.floor(this.#deps.random() * ceiling); // full jitter
   }
 
+  /**
+   * The page at `pos`: the one fetched ahead for it (see #fetchAhead) when the guess was right,
+   * else fetched now. A wrong guess abandons every page fetched ahead.
+   */
+  async #take(pos: Position): Promise<Fetched | undefined> {
+    const ahead = this.#ahead.shift();
+    let first: Outcome | undefined;
+    if (ahead !== undefined && samePosition(ahead.pos, pos)) first = await ahead.promise;
+    else if (ahead !== undefined) this.#abandonAhead(ahead);
+    return this.#fetchWithRetries(pos, this.#requestSignal, first);
+  }
+
+  /** Aborts the pages fetched ahead (and `first`, already taken off the list). */
+  #abandonAhead(first?: Ahead): void {
+    if (first !== undefined) first.abort.abort();
+    for (const a of this.#ahead) a.abort.abort();
+    this.#ahead = [];
+  }
+
+  /**
+   * Starts fetching the page after the one whose body just arrived at `pos`, with the cursor the
+   * body's tail names (guessNextCursor), so the request and its processing overlap the processing
+   * of this page instead of waiting for it. Requests stay one after another (this runs once the
+   * body is in). The guess is checked against the cursor the full parse finds before the page is
+   * used (#take); at most MAX_AHEAD pages are fetched ahead. Fetching ahead is the first attempt
+   * only: its outcome, good or bad, is handed to #fetchWithRetries in the page's turn, which
+   * retries, backs off and falls back exactly as if it had made that attempt itself.
+   */
+  #fetchAhead(body: Uint8Array, pos: Position): void {
+    if (this.#ahead.length >= MAX_AHEAD || this.#stopping || this.#destroyed.signal.aborted) return;
+    const guess = guessNextCursor(body, this.#opts.apiUrl);
+    if (guess === undefined || guess === pos.cursor || this.#ahead.some((a) => a.pos.cursor === guess)) return;
+    const next: Position = { cursor: guess, skip: 0 };
+    const abort = new AbortController();
+    this.#ahead.push({ pos: next, abort, promise: this.#fetchOnceAhead(next, AbortSignal.any([this.#requestSignal, abort.signal])) });
+  }
+
+  /** The first attempt at a page fetched ahead (see #fetchAhead); undefined when none was made. Never rejects. */
+  async #fetchOnceAhead(pos: Position, signal: AbortSignal): Promise<Outcome | undefined> {
+    const { clock } = this.#deps;
+    try {
+      const paceMs = this.#pacer.delay(clock.now());
+      if (paceMs > 0) {
+        this.#countWait('pacing', paceMs);
+        await clock.sleep(paceMs, signal);
+      }
+      if (this.#stopping || signal.aborted) return undefined;
+      this.#pacer.started(clock.now());
+      return await this.#fetchOnce(pos, signal);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Fetches one page, retrying transient failures. Undefined when stopping. */
-  async #fetchWithRetries(pos: Position): Promise<{ page: Page; pos: Position } | undefined> {
+  async #fetchWithRetries(pos: Position, signal: AbortSignal, firstOutcome?: Outcome): Promise<Fetched | undefined> {
     const { clock, logger, metrics } = this.#deps;
     let failures = 0;
     let rateLimited = 0;
     let current = pos;
     for (;;) {
       if (this.#stopping) return undefined;
-      if (this.#destroyed.signal.aborted) throw new AbortError();
-      const paceMs = this.#pacer.delay(clock.now());
-      if (paceMs > 0) {
-        this.#countWait('pacing', paceMs);
-        if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
-        await clock.sleep(paceMs, this.#requestSignal);
-        if (this.#stopping) return undefined;
-        if (this.#destroyed.signal.aborted) throw new AbortError();
+      if (signal.aborted) throw new AbortError();
+      let outcome: Outcome;
+      if (firstOutcome !== undefined) {
+        // The first attempt was made ahead of time (see #fetchAhead).
+        outcome = firstOutcome;
+        firstOutcome = undefined;
+      } else {
+        const paceMs = this.#pacer.delay(clock.now());
+        if (paceMs > 0) {
+          this.#countWait('pacing', paceMs);
+          if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
+          await clock.sleep(paceMs, signal);
+          if (this.#stopping) return undefined;
+          if (signal.aborted) throw new AbortError();
+        }
+        this.#pacer.started(clock.now());
+        outcome = await this.#fetchOnce(current, signal);
       }
-      this.#pacer.started(clock.now());
-      const outcome = await this.#fetchOnce(current);
       if (outcome.ok) return { page: outcome.page, pos: current };
       if ('fatal' in outcome) {
         if (outcome.fatal instanceof InvalidCursorError && current.cursor !== undefined) {
@@ -522,7 +546,7 @@ class EventsStreamReadable extends Readable {
         logger.warn('page request failed; retrying', { cause: outcome.retry, detail: outcome.detail, attempt: failures, waitMs });
       }
       metrics?.apiRetries.inc({ cause: outcome.retry });
-      await clock.sleep(waitMs, this.#requestSignal);
+      await clock.sleep(waitMs, signal);
     }
   }
 
@@ -543,7 +567,7 @@ class EventsStreamReadable extends Readable {
     return { from: Math.max(0, from), skip: 0 };
   }
 
-  async #fetchOnce(pos: Position): Promise<Outcome> {
+  async #fetchOnce(pos: Position, signal: AbortSignal): Promise<Outcome> {
     const { clock, metrics } = this.#deps;
     const { requestTimeoutMs, maxPageBytes } = this.#opts;
     const started = clock.now();
@@ -554,13 +578,13 @@ class EventsStreamReadable extends Readable {
         method: 'GET',
         dispatcher: this.#dispatcher,
         headers: { authorization: `Bearer ${this.#opts.apiKey}`, accept: 'application/json' },
-        signal: AbortSignal.any([this.#requestSignal, timeout]),
+        signal: AbortSignal.any([signal, timeout]),
         headersTimeout: requestTimeoutMs,
         bodyTimeout: requestTimeoutMs,
       });
     } catch (err) {
       metrics?.apiRequests.inc({ status: '0' });
-      if (this.#requestSignal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
+      if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
       const timedOut = timeout.aborted || (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
       return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: (err as { code?: string }).code ?? (err as Error).message };
     }
@@ -571,26 +595,24 @@ class EventsStreamReadable extends Readable {
     if (remainingText !== undefined && /^\s*\d+\s*$/.test(remainingText)) metrics?.rateLimitRemaining.set(Number(remainingText));
     // A 429's own hints are applied by the retry (see retryHintMs); pace on the others.
     if (status !== 429) this.#pacer.observe(res.headers, clock.now());
-    let text: string;
+    let body: Buffer;
     try {
       // Always consume the body, error responses included, so the connection can be reused.
-      text = await readBody(res.body, maxPageBytes);
+      body = await readBody(res.body, maxPageBytes);
     } catch (err) {
-      if (this.#requestSignal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
+      if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
       const timedOut = timeout.aborted || (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
       return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: (err as { code?: string }).code ?? (err as Error).message };
     }
     metrics?.apiRequestSeconds.observe((clock.now() - started) / 1000);
     if (status === 200) {
-      const page = parsePage(text, this.#opts.apiUrl);
+      this.#fetchAhead(body, pos);
+      const page = await this.#pages.process(body, { origin: this.#opts.apiUrl, pageSize: this.#opts.pageSize });
       if (typeof page === 'string') return { ok: false, retry: 'malformed', detail: page };
-      if (page.records.length > this.#opts.pageSize) {
-        return { ok: false, retry: 'malformed', detail: `page has ${page.records.length} records, more than the ${this.#opts.pageSize} asked for` };
-      }
       if (metrics !== undefined) metrics.health.lastPageOkMs = clock.now();
       return { ok: true, page };
     }
-    const code = apiErrorCode(text);
+    const code = apiErrorCode(body.toString('utf8'));
     const suffix = code === undefined ? '' : ` (${code})`;
     // Branch on the status, never on the body's shape: bodies are not always JSON.
     if (status === 429) return { ok: false, retry: 'rate_limit', waitMs: retryHintMs(res.headers, clock.now()) };
@@ -635,4 +657,11 @@ export type AtlassianEventsSource = Readable & { readonly position: Position };
 
 export function createAtlassianEventsSource(options: AtlassianEventsOptions, deps: AtlassianEventsDeps = {}): AtlassianEventsSource {
   return new EventsStreamReadable(options, deps);
+}
+
+/** How many of `valid[from, to)` are set. */
+function countValid(valid: Uint8Array, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) n += valid[i]!;
+  return n;
 }

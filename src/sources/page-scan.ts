@@ -137,3 +137,79 @@ export function attachRawText(text: string, records: unknown[]): number {
   }
   return marked;
 }
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/** The first character code at or after `i` (before `end`) that is not JSON whitespace; -1 if none. */
+function nextSignificant(text: string, i: number, end: number): number {
+  for (; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (!isSpace(c)) return c;
+  }
+  return -1;
+}
+
+/**
+ * `[start, end)` of the string value of `attributes.time`, quotes included, inside one element
+ * of a page (an object spanning `text[from, to)`, as dataElementOffsets found it), so a rewritten
+ * time can be put into the text as received instead of serialising the whole event again.
+ * Undefined when the scan cannot vouch for it: a key of the element or of its `attributes`
+ * written with an escape (it could decode to "attributes" or "time"), or no such string value.
+ * With duplicate keys it finds the last, as JSON.parse keeps the last. The caller still checks
+ * that the range holds exactly the time it parsed.
+ */
+export function timeValueRange(text: string, from: number, to: number): [number, number] | undefined {
+  let depth = 0;
+  /** The element's key whose value comes next. */
+  let key1: string | undefined;
+  let inAttrs = false;
+  /** The key `time` of attributes was read; its value comes next. */
+  let timeNext = false;
+  let found: [number, number] | undefined;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const close = stringEnd(text, i);
+      if (close < 0 || close >= to) return undefined;
+      const isKey = nextSignificant(text, close + 1, to) === 0x3a; /* : */
+      if (isKey && (depth === 1 || (depth === 2 && inAttrs))) {
+        for (let k = i + 1; k < close; k++) if (text.charCodeAt(k) === BACKSLASH) return undefined;
+        if (depth === 1) key1 = text.slice(i + 1, close);
+        else timeNext = close - i - 1 === 4 && text.startsWith('time', i + 1);
+      } else if (!isKey) {
+        if (depth === 2 && inAttrs && timeNext) found = [i, close + 1];
+        if (depth === 1) key1 = undefined;
+        if (depth === 2) timeNext = false;
+      }
+      i = close;
+      continue;
+    }
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      depth++;
+      if (depth === 2) {
+        if (c === 0x7b && key1 === 'attributes') {
+          // A later "attributes" replaces an earlier one, as in JSON.parse.
+          inAttrs = true;
+          found = undefined;
+        }
+        key1 = undefined;
+      } else if (depth === 3) {
+        timeNext = false;
+      }
+      continue;
+    }
+    if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      if (depth === 2) inAttrs = false;
+      depth--;
+      continue;
+    }
+    if (!isSpace(c) && c !== 0x3a && c !== 0x2c) {
+      // The first character of a number, true, false or null: a value, not a key.
+      if (depth === 1) key1 = undefined;
+      if (depth === 2) timeNext = false;
+    }
+  }
+  return found;
+}

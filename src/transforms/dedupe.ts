@@ -11,7 +11,7 @@
  * Backpressure: a plain Transform. Errors: none.
  */
 import { Transform } from 'node:stream';
-import type { Batch } from '../types.js';
+import type { Batch, PackedEvents } from '../types.js';
 
 export interface DedupeOptions {
   /** Ids remembered after they are committed (and saved in the checkpoint). Default 100,000. */
@@ -119,6 +119,11 @@ export function dedupeBatch(batch: Batch, window: DedupeWindow): Batch {
   }
   let duplicates = events.length - kept;
   events.length = kept;
+  if (batch.packed !== undefined) {
+    const before = batch.packed.ids.length;
+    batch.packed = dedupePacked(batch.packed, window);
+    duplicates += before - (batch.packed?.ids.length ?? 0);
+  }
   if (quarantined.length > 0) {
     let q = 0;
     for (let i = 0; i < quarantined.length; i++) {
@@ -132,6 +137,40 @@ export function dedupeBatch(batch: Batch, window: DedupeWindow): Batch {
   batch.duplicates = (batch.duplicates ?? 0) + duplicates;
   batch.dedupeMark = window.mark;
   return batch;
+}
+
+/** Packed events (see PackedEvents) whose ids the window admits; undefined when none is. */
+function dedupePacked(packed: PackedEvents, window: DedupeWindow): PackedEvents | undefined {
+  const { ids } = packed;
+  let keep: Uint8Array | undefined;
+  let kept = 0;
+  for (let i = 0; i < ids.length; i++) {
+    if (window.admit(ids[i]!)) {
+      kept++;
+    } else {
+      keep ??= new Uint8Array(ids.length).fill(1);
+      keep[i] = 0;
+    }
+  }
+  if (keep === undefined) return packed;
+  if (kept === 0) return undefined;
+  // Rare (re-deliveries): copy the kept lines into a buffer of their own.
+  const { bytes, ends, timeMs } = packed;
+  const out = Buffer.allocUnsafeSlow(ends[ends.length - 1]! - packed.start);
+  const outEnds = new Uint32Array(kept);
+  const outIds: string[] = [];
+  const outTimes = new Float64Array(kept);
+  let at = 0;
+  for (let i = 0, k = 0; i < ids.length; i++) {
+    if (keep[i] === 0) continue;
+    const from = i === 0 ? packed.start : ends[i - 1]!;
+    out.set(bytes.subarray(from, ends[i]!), at);
+    at += ends[i]! - from;
+    outEnds[k] = at;
+    outIds.push(ids[i]!);
+    outTimes[k++] = timeMs[i]!;
+  }
+  return { bytes: out.subarray(0, at), start: 0, ends: outEnds, ids: outIds, timeMs: outTimes };
 }
 
 /** The dedupe stage as a Transform of Batches. */

@@ -23,7 +23,7 @@ import { createMetrics, type PipelineMetrics } from '../../src/metrics.js';
 import { runPipeline, type PipelineOptions, type PipelineResult } from '../../src/pipeline.js';
 import { createAtlassianEventsSource, type AtlassianEventsOptions } from '../../src/sources/atlassian-events.js';
 import type { Batch } from '../../src/types.js';
-import { makeEvent } from '../helpers/batches.js';
+import { batchRecords, makeEvent } from '../helpers/batches.js';
 import { listFiles, tempDir } from '../helpers/fs.js';
 import { fuzzSeed, Prng, watchUnhandled } from '../helpers/fuzz.js';
 import { CaseGen, caseText, expectOutput, shuffle, type Case } from '../helpers/fuzz-cases.js';
@@ -260,7 +260,7 @@ function sourceOptions(api: ScriptedApi, over: Partial<AtlassianEventsOptions> =
 
 async function drain(src: AsyncIterable<Batch>): Promise<unknown[]> {
   const out: unknown[] = [];
-  for await (const b of src) out.push(...b.records);
+  for await (const b of src) out.push(...batchRecords(b));
   return out;
 }
 

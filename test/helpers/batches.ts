@@ -52,3 +52,22 @@ export function collector(delayMs = 0): Writable & { batches: Batch[] } {
   });
   return Object.assign(w, { batches });
 }
+
+/** The lines of a batch's packed events (see PackedEvents), each parsed. */
+export function packedEvents(b: Batch): unknown[] {
+  const p = b.packed;
+  if (p === undefined) return [];
+  const buf = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength);
+  const out: unknown[] = [];
+  for (let i = 0; i < p.ids.length; i++) out.push(JSON.parse(buf.toString('utf8', i === 0 ? p.start : p.ends[i - 1], p.ends[i])));
+  return out;
+}
+
+/**
+ * Every record a batch carries, parsed: records not yet validated, then valid events (packed,
+ * then objects), then quarantined records. The events source hands its records over validated,
+ * so for its batches this is the page's records, valid ones first.
+ */
+export function batchRecords(b: Batch): unknown[] {
+  return [...b.records, ...packedEvents(b), ...b.events, ...b.quarantined.map((q) => q.record)];
+}

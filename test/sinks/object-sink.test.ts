@@ -257,7 +257,7 @@ test('counts reconcile: a batch whose records are not all written, quarantined o
 });
 
 test('truncateDepth keeps a "__proto__" key as data instead of setting the copy\'s prototype', async () => {
-  const { truncateDepth } = await import('../../src/sinks/object-sink.js');
+  const { truncateDepth } = await import('../../src/record-text.js');
   const copy = truncateDepth(JSON.parse('{"id":"a","__proto__":{"x":1}}')) as Record<string, unknown>;
   assert.equal(JSON.stringify(copy), '{"id":"a","__proto__":{"x":1}}');
   assert.equal(Object.getPrototypeOf(copy), Object.prototype);

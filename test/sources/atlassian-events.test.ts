@@ -8,6 +8,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { hourOf, parseRfc3339 } from '../../src/time.js';
 import type { Clock } from '../../src/clock.js';
 import type { Batch, Position } from '../../src/types.js';
+import { batchRecords } from '../helpers/batches.js';
 
 async function withSim(opts: SimulatorOptions, fn: (sim: Simulator) => Promise<void>): Promise<void> {
   const sim = createSimulator(opts);
@@ -35,7 +36,7 @@ async function drain(src: AsyncIterable<Batch>): Promise<Batch[]> {
   return out;
 }
 
-const ids = (batches: Batch[]): unknown[] => batches.flatMap((b) => b.records);
+const ids = (batches: Batch[]): unknown[] => batches.flatMap(batchRecords);
 
 test('walks every page in processedAt order, cuts at hour boundaries, ends when caught up', async () => {
   await withSim({ events: 1234, seed: 3 }, async (sim) => {
@@ -44,7 +45,7 @@ test('walks every page in processedAt order, cuts at hour boundaries, ends when 
     const records = ids(batches);
     assert.equal(records.length, sim.summary().totalRecords);
     for (const b of batches) {
-      const hours = new Set(b.records.map((r) => {
+      const hours = new Set(batchRecords(b).map((r) => {
         const p = (r as { attributes?: { processedAt?: unknown } })?.attributes?.processedAt;
         return typeof p === 'string' ? hourOf(parseRfc3339(p)!) : undefined;
       }).filter((h) => h !== undefined));
@@ -155,7 +156,7 @@ test('a rejected cursor falls back to from = last processedAt minus the overlap'
     const src = createAtlassianEventsSource(opts(sim));
     const it = src[Symbol.asyncIterator]();
     const got: Batch[] = [];
-    while (got.flatMap((b) => b.records).length < 1000) got.push((await it.next()).value as Batch);
+    while (got.flatMap(batchRecords).length < 1000) got.push((await it.next()).value as Batch);
     const lastProcessedAt = got.map((b) => b.lastProcessedAt).filter((x) => x !== undefined).at(-1)!;
     const position = got.at(-1)!.position;
     src.destroy();
@@ -306,5 +307,30 @@ test('late events: processed hours after their time, they are still caught by po
       assert.ok(attrs.every((a) => Date.parse(a.processedAt) - Date.parse(a.time) >= 120_000), 'not late');
       assert.ok(attrs.some((a) => Date.parse(a.time) < newestTime), 'no late event is older than what was already collected');
     });
+  }
+});
+
+test('pages are fetched ahead on the cursor the tail names; a wrong guess is abandoned and nothing from it is emitted', async () => {
+  const { startScriptedApi, pageBody } = await import('../helpers/scripted-api.js');
+  const { makeEvent } = await import('../helpers/batches.js');
+  const recs = (n: number): string[] => Array.from({ length: n }, () => JSON.stringify(makeEvent()));
+  const pages = [{ records: recs(2) }, { records: recs(2) }, { records: recs(2) }, { records: recs(1) }];
+  let api: Awaited<ReturnType<typeof startScriptedApi>> | undefined;
+  // Page 0 first answers with too many records (a malformed page, retried) whose meta.next skips
+  // page 1: the guess fetches page 2 ahead, and the retry's real cursor (page 1) abandons it.
+  (pages[0] as { bad?: unknown[] }).bad = [() => ({ body: pageBody(recs(3), (JSON.parse(api!.goodBody(1).toString()) as { meta: { next: string } }).meta.next) })];
+  api = await startScriptedApi(pages);
+  try {
+    const batches = await drain(createAtlassianEventsSource({ apiUrl: api.url, orgId: api.orgId, apiKey: api.apiKey, start: { from: 0, skip: 0 }, pageSize: 2, rateLimit: false, backoffBaseMs: 1, backoffCapMs: 2 }));
+    const got = batches.flatMap(batchRecords).map((r) => (r as { id: string }).id);
+    assert.deepEqual(got, pages.flatMap((p) => p.records.map((r) => (JSON.parse(r) as { id: string }).id)), 'every good record once, in order');
+    assert.deepEqual(api.requestsFor(0).map((r) => r.answer), ['bad0', 'good']);
+    // Page 2 was fetched ahead on the wrong guess, then again in its turn; page 1 once. (Page 3
+    // may have been fetched ahead from the abandoned page 2 too, depending on timing.)
+    assert.equal(api.requestsFor(2).length, 2);
+    assert.equal(api.requestsFor(1).length, 1);
+    assert.ok(api.requestsFor(3).length >= 1);
+  } finally {
+    await api.close();
   }
 });
