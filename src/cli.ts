@@ -59,6 +59,8 @@ AWS credentials and region come from the AWS SDK's usual chain.
                              when no new event is written for this long: 15m to 30d
                              (default off)
   --zstd-level N             1–19 (default 3)
+  --page-workers N           worker threads that parse, validate and normalise pages,
+                             0–8; 0 does it on the main thread (default 2)
   --object-max-bytes SIZE    close an object at this compressed size (default 32MiB)
   --object-max-age DURATION  close an object at this age (default 5m)
   --part-size SIZE           S3 multipart part size, ≥ 5MiB (default 5MiB)
@@ -111,6 +113,7 @@ const RUN_OPTIONS = {
   'dropoff-after': { type: 'string' },
   progress: { type: 'string' },
   'zstd-level': { type: 'string' },
+  'page-workers': { type: 'string' },
   'object-max-bytes': { type: 'string' },
   'object-max-age': { type: 'string' },
   'part-size': { type: 'string' },
@@ -289,6 +292,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     prefix: get(values, 'prefix', env),
     quarantinePrefix: get(values, 'quarantine-prefix', env),
     zstdLevel: int(values, 'zstd-level', env, 1, 19),
+    pageWorkers: int(values, 'page-workers', env, 0, 8),
     maxObjectBytes: size(values, 'object-max-bytes', env, 1024),
     maxObjectAgeMs: duration(values, 'object-max-age', env, 100),
     dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),

@@ -79,6 +79,11 @@ export interface PipelineOptions {
   output: OutputOptions;
   /** zstd level 1–19. Default 3. */
   zstdLevel?: number;
+  /**
+   * Worker threads that parse, validate and normalise API pages (0: on the main thread).
+   * Default 2: pages are fetched one after another, at most 3 being processed at once.
+   */
+  pageWorkers?: number;
   /** Close objects at this compressed size. Default 32 MiB. */
   maxObjectBytes?: number;
   /** Close objects at this age. Default 300,000 (5 minutes). */
@@ -244,6 +249,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
           backoffBaseMs: options.backoffBaseMs,
           backoffCapMs: options.backoffCapMs,
           signal: options.signal,
+          ...(options.pageWorkers === undefined ? {} : { pageWorkers: options.pageWorkers }),
         },
         { dispatcher: deps.dispatcher, clock, random: deps.random, logger, metrics: deps.metrics },
       );

@@ -71,3 +71,11 @@ test('--dropoff-after takes 15m to 30d (off by default), --metrics-prefix a vali
   assert.equal(parseRunConfig([...base, '--progress', 'off'], ENV).progress, 'off');
   rejects([...base, '--progress', 'always'], /--progress must be auto or off/);
 });
+
+test('--page-workers takes 0 to 8 (ATLASSIAN_AUDIT_PAGE_WORKERS too) and reaches the pipeline; absent, the pipeline default applies', () => {
+  assert.equal(parseRunConfig([...S3, '--page-workers', '0'], ENV).pipeline.pageWorkers, 0);
+  assert.equal(parseRunConfig(S3, { ...ENV, ATLASSIAN_AUDIT_PAGE_WORKERS: '3' }).pipeline.pageWorkers, 3);
+  assert.equal(parseRunConfig(S3, ENV).pipeline.pageWorkers, undefined);
+  rejects([...S3, '--page-workers', '9'], /--page-workers must be a whole number from 0 to 8/);
+  rejects([...S3, '--page-workers', 'two'], /--page-workers must be a whole number from 0 to 8/);
+});

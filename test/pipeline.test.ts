@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { runPipeline, type PipelineOptions } from '../src/pipeline.js';
 import { createSimulator } from '../src/simulator/index.js';
 import { StateError } from '../src/errors.js';
-import { listFiles, readZstdFile, tempDir } from './helpers/fs.js';
+import { listFiles, readZstdFile, readZstdText, tempDir } from './helpers/fs.js';
 
 async function eventIds(dir: string): Promise<string[]> {
   const ids: string[] = [];
@@ -62,5 +62,37 @@ test('a corrupt or truncated state file is a clear error, never a silent restart
       assert.match((err as Error).message, /unusable.*refusing to start again from zero/);
       return true;
     });
+  }
+});
+
+test('pages processed inline and on worker threads make the same objects, byte for byte', async () => {
+  const sim = createSimulator({ events: 3000, seed: 52, now: Date.parse('2026-03-02T12:00:00.000Z') });
+  await sim.start();
+  const dir = await tempDir();
+  try {
+    const contents: [string, string][][] = [];
+    for (const pageWorkers of [0, 2]) {
+      const out = join(dir, `out-${pageWorkers}`);
+      const result = await runPipeline({
+        orgId: sim.orgId,
+        apiKey: sim.apiKey,
+        apiUrl: sim.url,
+        from: 0,
+        statePath: join(dir, `state-${pageWorkers}.json`),
+        output: { kind: 'local', dir: out },
+        rateLimit: false,
+        pageWorkers,
+      });
+      const truth = sim.summary();
+      assert.deepEqual([result.events, result.quarantined, result.duplicates], [truth.valid, truth.invalid, truth.duplicates], `pageWorkers ${pageWorkers}`);
+      // Object keys carry a per-run id before their sequence number; everything else must match.
+      const files: [string, string][] = [];
+      for (const f of (await listFiles(out)).sort()) files.push([f.replace(/[0-9a-f]{8}-(\d+\.json\.zst)$/, "$1"), await readZstdText(join(out, f))]);
+      contents.push(files);
+    }
+    assert.ok(contents[0]!.length > 1);
+    assert.deepEqual(contents[1], contents[0]);
+  } finally {
+    await sim.close();
   }
 });

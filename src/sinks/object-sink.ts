@@ -2,7 +2,9 @@
  * object-sink: the Writable end of the pipeline. Batches → JSON lines → zstd → an ObjectStore
  * (S3 multipart uploads, or files in a local directory).
  *
- * In: Batch (validated, normalised, deduplicated). Events go to an object under `prefix`,
+ * In: Batch (validated, normalised, deduplicated). Events (lines the source already wrote,
+ *     `packed`, copied as they are; then event objects, each as its text as received or
+ *     serialised) go to an object under `prefix`,
  *     quarantine records to an object under `quarantinePrefix`, both named
  *     `<prefix>YYYY/MM/DD/HH/<name>.json.zst` for the batch's UTC hour of processedAt.
  * Objects: an "epoch" is the set of objects (one per kind, opened lazily) being written now.

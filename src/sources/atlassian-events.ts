@@ -1,10 +1,17 @@
 /**
  * atlassian-events: a pull-based Readable over `GET /admin/v1/orgs/{orgId}/events-stream`.
  *
- * Out: Batch (records as received, at most one page; pages are cut where
- *      `attributes.processedAt` enters a new UTC hour, so no batch spans two hours).
+ * Out: Batch (at most one page; pages are cut where `attributes.processedAt` enters a new UTC
+ *      hour, so no batch spans two hours), already through validate and normalize-time: each
+ *      page is processed by page-process.ts on `pageWorkers` worker threads, and a batch carries
+ *      its valid events as finished lines (`packed`), its invalid records in `quarantined`, and
+ *      `fetched`. The validate and normalize-time Transforms pass such batches on unchanged.
  *      A batch with no records carries only a new position (the cursor moved, nothing to write).
- * Memory: one page (≤ `pageSize` records, ≤ `maxPageBytes` of body) plus `highWaterMark` batches.
+ * Fetching ahead: while a page is processed, the page its tail names next is already requested
+ *      (at most MAX_AHEAD = 2 ahead, one request at a time); it is used only if the full parse
+ *      names the same cursor. See #fetchAhead.
+ * Memory: up to 1 + MAX_AHEAD pages in flight (each ≤ `pageSize` records, ≤ `maxPageBytes` of
+ *      body, plus its lines) and `highWaterMark` batches; one V8 isolate per page worker.
  * Backpressure: the next page is requested only when downstream pulls (`_read`).
  * Errors: 401/403/404 end the stream with AuthError/ForbiddenError/OrgNotFoundError at once.
  *      429 is retried for as long as it takes, honouring Retry-After, X-Retry-After and

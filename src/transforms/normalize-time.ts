@@ -3,7 +3,9 @@
  * (UTC, milliseconds, sub-millisecond digits truncated). Every other field is left as received.
  * An event whose time it rewrites loses its text as received (RAW_TEXT), so the sink serialises it.
  *
- * In/out: Batch. Events are rewritten in place (the pipeline owns them after parsing).
+ * In/out: Batch. Events are rewritten in place (the pipeline owns them after parsing). A batch's
+ *     `packed` events (already normalised by the events source's page workers, which put the
+ *     canonical time into the text as received) pass unchanged.
  * Memory: none beyond the batch in hand. Backpressure: a plain Transform.
  * Errors: an event whose time cannot be parsed (possible only when the stage is used without
  * validate in front) moves to `quarantined` with a reason; nothing is thrown or dropped.

@@ -4,6 +4,8 @@
  * In:  Batch with `records` (raw JSON values, as parsed from the page).
  * Out: the same Batch with `records` emptied into `events` (valid, unchanged) and `quarantined`
  *      (`{reason, record}` with the record exactly as received). Nothing is dropped.
+ *      A batch's `packed` events (pages the events source already validated and normalised on its
+ *      page workers, with these same functions) pass unchanged.
  * Memory: none beyond the batch in hand (objectMode, highWaterMark 1 on each side by default).
  * Backpressure: a plain Transform; it holds at most one batch when downstream is slow.
  * Errors: none from records; a bad record is quarantined, never thrown.
