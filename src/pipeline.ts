@@ -81,7 +81,7 @@ export interface PipelineOptions {
   zstdLevel?: number;
   /**
    * Worker threads that parse, validate and normalise API pages (0: on the main thread).
-   * Default 2: pages are fetched one after another, at most 3 being processed at once.
+   * Default 2 (pages are fetched one after another, up to 4 ahead of the one being handed on).
    */
   pageWorkers?: number;
   /** Close objects at this compressed size. Default 32 MiB. */

@@ -8,7 +8,7 @@
  *      `fetched`. The validate and normalize-time Transforms pass such batches on unchanged.
  *      A batch with no records carries only a new position (the cursor moved, nothing to write).
  * Fetching ahead: while a page is processed, the page its tail names next is already requested
- *      (at most MAX_AHEAD = 2 ahead, one request at a time); it is used only if the full parse
+ *      (at most MAX_AHEAD = 4 ahead, one request at a time); it is used only if the full parse
  *      names the same cursor. See #fetchAhead.
  * Memory: up to 1 + MAX_AHEAD pages in flight (each ≤ `pageSize` records, ≤ `maxPageBytes` of
  *      body, plus its lines) and `highWaterMark` batches; one V8 isolate per page worker.
@@ -87,8 +87,8 @@ export interface AtlassianEventsOptions {
   highWaterMark?: number;
   /**
    * Worker threads that parse, validate and normalise pages (page-process.ts), keeping that JSON
-   * work off the main thread. 0: on the main thread. Default 1 (pages are fetched one after
-   * another, the next cursor being inside the page, so one worker is all one source can use).
+   * work off the main thread; pages fetched ahead (see #fetchAhead) are processed side by side.
+   * 0: on the main thread. Default 2. Each worker is a V8 isolate of its own (some 30–40 MB).
    */
   pageWorkers?: number;
 }
@@ -196,7 +196,7 @@ interface Ahead {
 }
 
 /** Pages fetched ahead of the one being processed. */
-const MAX_AHEAD = 2;
+export const MAX_AHEAD = 4;
 
 class EventsStreamReadable extends Readable {
   readonly #opts: Required<Omit<AtlassianEventsOptions, 'signal' | 'lastProcessedAt' | 'rateLimit'>> & {
@@ -471,9 +471,20 @@ class EventsStreamReadable extends Readable {
    * retries, backs off and falls back exactly as if it had made that attempt itself.
    */
   #fetchAhead(body: Uint8Array, pos: Position): void {
-    if (this.#ahead.length >= MAX_AHEAD || this.#stopping || this.#destroyed.signal.aborted) return;
+    if (this.#stopping || this.#destroyed.signal.aborted) return;
+    // The page after `pos` in the chain: the first one ahead when `pos` is the page fetched in
+    // its turn, else the one after `pos` among those ahead.
+    const at = this.#ahead.findIndex((a) => samePosition(a.pos, pos)) + 1;
     const guess = guessNextCursor(body, this.#opts.apiUrl);
-    if (guess === undefined || guess === pos.cursor || this.#ahead.some((a) => a.pos.cursor === guess)) return;
+    if (guess === undefined || guess === pos.cursor) return;
+    const successor = this.#ahead[at];
+    if (successor !== undefined) {
+      if (successor.pos.cursor === guess && successor.pos.skip === 0) return;
+      // Fetched on another guess (from an answer that was then refused, say): it and everything
+      // after it are abandoned, and the chain continues from this body.
+      for (const a of this.#ahead.splice(at)) a.abort.abort();
+    }
+    if (this.#ahead.length >= MAX_AHEAD) return;
     const next: Position = { cursor: guess, skip: 0 };
     const abort = new AbortController();
     this.#ahead.push({ pos: next, abort, promise: this.#fetchOnceAhead(next, AbortSignal.any([this.#requestSignal, abort.signal])) });
