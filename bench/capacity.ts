@@ -46,6 +46,8 @@ export interface E2eRun extends ChildReport {
   bytesIn: number;
   requests: number;
   status429: number;
+  /** CPU seconds of the fixture process (simulator, and the discarding S3 endpoint when used) during the run. */
+  fixtureCpu: number;
   /** What the discarding S3 endpoint received, when it was the target. */
   stored?: FixtureStats['s3'];
 }
@@ -78,7 +80,7 @@ export async function runOnce(
     );
     if (!report.ok) throw new Error(`${impl} failed: ${report.error}`);
     const st = await fx.stats();
-    return { ...report, impl, round, bytesIn: st.bytesServed, requests: st.requests, status429: st.byStatus['429'] ?? 0, ...(st.s3 === undefined ? {} : { stored: st.s3 }) };
+    return { ...report, impl, round, bytesIn: st.bytesServed, requests: st.requests, status429: st.byStatus['429'] ?? 0, fixtureCpu: st.cpuSeconds, ...(st.s3 === undefined ? {} : { stored: st.s3 }) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -89,6 +91,9 @@ const seconds = (r: E2eRun): number => (r.impl === 'floor' ? r.jsonSeconds! : r.
 export const perSec = (r: E2eRun): number => r.events / seconds(r);
 /** CPU seconds per million records received (process + zstd children). */
 export const cpuPerM = (r: E2eRun): number => ((r.cpuSelf + r.cpuChildren) * 1e6) / (r.events + r.quarantined + r.duplicates);
+
+/** CPU seconds of the fixture process per million records received. */
+export const fixturePerM = (r: E2eRun): number => (r.fixtureCpu * 1e6) / (r.events + r.quarantined + r.duplicates);
 
 /** One table row per implementation: the median and min–max over the runs. */
 export function e2eRow(label: string, runs: E2eRun[]): string[] {
@@ -177,6 +182,9 @@ export async function capacity(o: CapacityOptions): Promise<ScenarioResult> {
         'and dropped exactly the re-deliveries (checked against the simulator\'s ground truth); the baseline handled every record (its looser validation lets ' +
         `through ${of('baseline')[0]!.events - truth.valid} malformed records).`,
       `Objects per run: ours ${ours[0]!.objects} (events and quarantine), baseline ${of('baseline')[0]!.objects}. zstd ratio is JSON-lines bytes ÷ compressed bytes.`,
+      `CPU budget: ${m.cores} cores give ${m.cores * 10} CPU s per 1M records at 100k events/s, for everything on the machine. Per 1M records: ours used ` +
+        `${sig3(stats(ours.map(cpuPerM)).median)} s (pipeline process and zstd), the fixture process serving it ${sig3(stats(ours.map(fixturePerM)).median)} s ` +
+        `(simulator and discarding S3 endpoint), and the floor's two JSON calls alone take ${sig3(stats(of('floor').map((r) => (r.jsonSeconds! * 1e6) / r.events)).median)} s on one thread.`,
     ],
     seconds: (performance.now() - started) / 1000,
     machine: m,

@@ -39,10 +39,13 @@ export interface FixtureStats {
   byStatus: Record<string, number>;
   eventsServed: number;
   bytesServed: number;
+  /** CPU seconds this process (simulator and S3 endpoint) used since the stats were last reset. */
+  cpuSeconds: number;
   s3?: { objects: number; bytes: number; parts: number; requests: Record<string, number> };
 }
 
 let sim: ReturnType<typeof createSimulator> | undefined;
+let cpuSince = process.cpuUsage();
 let s3: DiscardS3 | undefined;
 
 process.on('message', (msg: FixtureStart | 'stats' | 'resetStats' | 'digest' | 'close') => {
@@ -53,7 +56,8 @@ process.on('message', (msg: FixtureStart | 'stats' | 'resetStats' | 'digest' | '
       process.exit(0);
     } else if (msg === 'stats') {
       const st = sim!.stats;
-      const out: FixtureStats = { requests: st.requests, byStatus: st.byStatus, eventsServed: st.eventsServed, bytesServed: st.bytesServed };
+      const cpu = process.cpuUsage(cpuSince);
+      const out: FixtureStats = { requests: st.requests, byStatus: st.byStatus, eventsServed: st.eventsServed, bytesServed: st.bytesServed, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
       if (s3 !== undefined) out.s3 = { objects: s3.stats.objects, bytes: s3.stats.bytes, parts: s3.stats.parts, requests: s3.stats.requests };
       process.send!(out);
     } else if (msg === 'digest') {
@@ -65,6 +69,7 @@ process.on('message', (msg: FixtureStart | 'stats' | 'resetStats' | 'digest' | '
       process.send!(d.finish());
     } else if (msg === 'resetStats') {
       sim!.resetStats();
+      cpuSince = process.cpuUsage();
       if (s3 !== undefined) Object.assign(s3.stats, { objects: 0, bytes: 0, parts: 0, requests: {} });
       process.send!('ok');
     } else {
