@@ -39,7 +39,7 @@ const DEFAULT_MICRO_REPEAT = 5;
 const SCENARIOS: Record<string, Scenario> = {
   capacity: {
     summary:
-      'the whole pipeline into a discarding S3 endpoint, ours vs the baseline vs the JSON floor,\n' +
+      'the whole pipeline into a discarding S3 endpoint, ours (default, and --page-workers 0) vs the baseline vs the JSON floor,\n' +
       `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~3.5 min)`,
     run: (o) =>
       capacity({

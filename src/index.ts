@@ -2,7 +2,9 @@
 export * from './types.js';
 export * from './errors.js';
 export { createAtlassianEventsSource, parsePage, retryHintMs, type AtlassianEventsOptions, type AtlassianEventsDeps, type AtlassianEventsSource } from './sources/atlassian-events.js';
-export { attachRawText, dataElementOffsets, MAX_RAW_DEPTH } from './sources/page-scan.js';
+export { attachRawText, dataElementOffsets, MAX_RAW_DEPTH, timeValueRange } from './sources/page-scan.js';
+export { processPage, guessNextCursor, type ProcessedPage, type ProcessPageOptions, type QuarantineEntry } from './sources/page-process.js';
+export { PageProcessor } from './sources/page-workers.js';
 export { createValidate, validateRecord, validateBatch, type ValidateOptions } from './transforms/validate.js';
 export { createNormalizeTime, normalizeTime, normalizeBatch, type NormalizeTimeOptions } from './transforms/normalize-time.js';
 export { createDedupe, dedupeBatch, DedupeWindow, DEFAULT_DEDUPE_WINDOW, type DedupeOptions } from './transforms/dedupe.js';

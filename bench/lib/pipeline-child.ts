@@ -16,8 +16,11 @@ import { createS3Client } from '../../src/sinks/s3.js';
 import { eachPage, runBaseline } from '../baseline.js';
 
 export interface ChildJob {
-  /** `floor`: fetch every page, timing only `JSON.parse` of the page and `JSON.stringify` of each record. */
-  impl: 'ours' | 'baseline' | 'floor';
+  /**
+   * `ours-inline`: ours with `pageWorkers: 0` (every page processed on the main thread).
+   * `floor`: fetch every page, timing only `JSON.parse` of the page and `JSON.stringify` of each record.
+   */
+  impl: 'ours' | 'ours-inline' | 'baseline' | 'floor';
   apiUrl: string;
   orgId: string;
   apiKey: string;
@@ -105,7 +108,7 @@ async function run(job: ChildJob): Promise<ChildReport> {
       const r = await floor(job);
       jsonSeconds = r.seconds;
       counts.events = r.records;
-    } else if (job.impl === 'ours') {
+    } else if (job.impl === 'ours' || job.impl === 'ours-inline') {
       // With metrics, as the CLI always runs it; they also give the byte counts.
       const metrics = createMetrics({ registry: new Registry(), defaultMetrics: false });
       const r = await runPipeline(
@@ -117,6 +120,7 @@ async function run(job: ChildJob): Promise<ChildReport> {
           statePath: job.statePath,
           output: { kind: 's3', bucket: job.bucket, endpoint: job.s3Endpoint, forcePathStyle: true },
           rateLimit: job.rateLimit,
+          ...(job.impl === 'ours-inline' ? { pageWorkers: 0 } : {}),
         },
         { s3Client: client, metrics },
       );
