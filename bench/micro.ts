@@ -19,9 +19,10 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { compress } from 'simple-zstd';
 import { dedupeBatch, DedupeWindow, DEFAULT_DEDUPE_WINDOW } from '../src/transforms/dedupe.js';
-import { normalizeBatch } from '../src/transforms/normalize-time.js';
-import { validateBatch } from '../src/transforms/validate.js';
-import type { Batch } from '../src/types.js';
+import { processPage } from '../src/sources/page-process.js';
+import { normalizeBatch, normalizeTime } from '../src/transforms/normalize-time.js';
+import { validateBatch, validateRecord } from '../src/transforms/validate.js';
+import type { AuditEvent, Batch } from '../src/types.js';
 import { baselineDedupeBatch, baselineNormalizeBatch, baselineSerialize, baselineValidateBatch } from './baseline.js';
 import { auditStream } from './lib/audit-stream.js';
 import { machine, type Machine } from './lib/machine.js';
@@ -220,6 +221,48 @@ export async function micro(options: MicroOptions): Promise<ScenarioResult> {
   data.serialise = serialise;
   rows.push({ stage: 'serialise', ours: "sink's `serialize` (`+=`)", baseline: '`map(stringify).join`', o: serialise.ours, b: serialise.baseline });
 
+  // -- page: all a page worker does to one page (page-process.ts), against the same work done the
+  // straightforward way with the same check functions: parse, validate, normalise, stringify.
+  const pageBodies = stream.pages.map((p) => Buffer.from(p));
+  const pageOptions = { pageSize: Number.MAX_SAFE_INTEGER };
+  const pageLines = (): number => {
+    let n = 0;
+    for (const body of pageBodies) {
+      const r = processPage(body, pageOptions);
+      if (typeof r === 'string') throw new Error(`micro: a page was refused: ${r}`);
+      n += r.events.bytes.length;
+    }
+    return n;
+  };
+  const plainLines = (): number => {
+    let n = 0;
+    for (const text of stream.pages) {
+      let out = '';
+      for (const record of (JSON.parse(text) as { data: unknown[] }).data) {
+        if (validateRecord(record) !== undefined) continue;
+        const e = record as AuditEvent;
+        const t = normalizeTime(e.attributes.time);
+        if (t === undefined) continue;
+        e.attributes.time = t;
+        out += `${JSON.stringify(e)}\n`;
+      }
+      n += Buffer.byteLength(out);
+    }
+    return n;
+  };
+  const pageBytesOut = pageLines();
+  const pageSameBytes = pageBytesOut === plainLines();
+  const pageCase = await measureAll(
+    {
+      ours: { body: pageLines, events: stream.records, bytes: stream.pageBytes },
+      baseline: { body: plainLines, events: stream.records, bytes: stream.pageBytes },
+    },
+    measureOpts,
+    onRun('page'),
+  );
+  data.page = pageCase;
+  rows.push({ stage: 'page (all of it)', ours: '`processPage` (a page worker)', baseline: 'parse, validate, normalise, stringify', o: pageCase.ours, b: pageCase.baseline });
+
   // -- floors: the JSON work around the stages, no code of ours.
   const flat = work.flatMap((b) => b.events);
   const floors = await measureAll(
@@ -327,8 +370,8 @@ export async function micro(options: MicroOptions): Promise<ScenarioResult> {
         'and both `time` and `processedAt` parsed as strict RFC 3339. The baseline checks an object with string `id` and `type`, object `attributes` and `links`, ' +
         `and that \`Date.parse(attributes.time)\` is a number. Ours quarantines ${quarantinedOurs} records, the baseline ${quarantinedBaseline}: ` +
         'it lets through malformed records whose fault is in a field it does not look at, or a time `Date.parse` accepts (no zone).',
-      'normalize: ours is `normalizeBatch` (src/transforms/normalize-time.ts): a time already canonical is kept after a regex test and a full parse, ' +
-        'any other is parsed by the regex parser of src/time.ts and rewritten. The baseline rewrites every time with `new Date(t).toISOString()` ' +
+      'normalize: ours is `normalizeBatch` (src/transforms/normalize-time.ts): a time already canonical is kept after a shape check and a full parse, ' +
+        'any other is parsed by the hand-written RFC 3339 parser of src/time.ts and rewritten. The baseline rewrites every time with `new Date(t).toISOString()` ' +
         `(V8's native parser; it throws on a leap second \`…:60Z\`, which RFC 3339 allows). Input times: ${spellings}. ` +
         `On this input the two outputs differ for ${normalizeDiffers} of ${events.toLocaleString('en-US')} events.`,
       `dedupe: ours is \`dedupeBatch\` with a \`DedupeWindow\` of ${DEFAULT_DEDUPE_WINDOW.toLocaleString('en-US')} committed ids (src/transforms/dedupe.ts), ` +
@@ -339,6 +382,10 @@ export async function micro(options: MicroOptions): Promise<ScenarioResult> {
       "serialise: ours is the sink's `serialize` (src/sinks/object-sink.ts, not exported; the same loop without its fallback for too-deep records): " +
         "`out += JSON.stringify(e) + '\\n'`. The baseline is `events.map((e) => JSON.stringify(e)).join('\\n') + '\\n'`. Both then take `Buffer.byteLength` " +
         `of the text, as the sink does before writing it (which flattens a concatenated string). Outputs: ${serialiseSame ? 'identical' : 'DIFFERENT'}.`,
+      'page: ours is `processPage` (src/sources/page-process.ts), what a page worker does to each page: read the body as Latin-1, `JSON.parse`, ' +
+        "validate and normalise every record with the stages' functions, and write each valid event's line as its bytes as received (a rewritten time " +
+        "spliced in). The baseline does the same work the straightforward way with the same functions: UTF-8 text, `JSON.parse`, `validateRecord`, " +
+        `\`normalizeTime\`, \`JSON.stringify\` of each valid event. Output bytes: ${pageSameBytes ? 'the same total' : 'different totals (escapes kept as received)'}.`,
       `compress: ours is simple-zstd \`compress(${ZSTD_LEVEL}, { zstdOptions: ['--single-thread'] })\` as the sink opens it per object; the baseline spawns ` +
         `\`zstd ${ZSTD_ARGS.join(' ')}\` (the same command) and pipes the same strings through stdin/stdout, so their ratio is simple-zstd's own overhead. ` +
         `The "codec" row compares with node:zlib \`createGzip({ level: ${GZIP_LEVEL} })\`, the in-process alternative. ` +

@@ -40,7 +40,7 @@ const SCENARIOS: Record<string, Scenario> = {
   capacity: {
     summary:
       'the whole pipeline into a discarding S3 endpoint, ours (default, and --page-workers 0) vs the baseline vs the JSON floor,\n' +
-      `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~3.5 min)`,
+      `                      ${CAPACITY_DEFAULT_RUNS} rounds (default ${CAPACITY_DEFAULT_EVENTS.toLocaleString('en-US')} records, ~4 min)`,
     run: (o) =>
       capacity({
         events: o.events ?? CAPACITY_DEFAULT_EVENTS,
