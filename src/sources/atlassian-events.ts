@@ -534,6 +534,9 @@ class EventsStreamReadable extends Readable {
         outcome = await this.#fetchOnce(current, signal);
       }
       if (outcome.ok) return { page: outcome.page, pos: current };
+      // Pages fetched ahead were guessed from this answer, which was refused: they stop, so the
+      // retry below is again the only request.
+      this.#abandonAhead();
       if ('fatal' in outcome) {
         if (outcome.fatal instanceof InvalidCursorError && current.cursor !== undefined) {
           current = this.#fallbackPosition();
@@ -624,6 +627,8 @@ class EventsStreamReadable extends Readable {
     }
     metrics?.apiRequestSeconds.observe((clock.now() - started) / 1000);
     if (status === 200) {
+      // An abandoned page fetched ahead (see #abandonAhead) goes no further: no guess, no processing.
+      if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
       this.#fetchAhead(body, pos);
       const page = await this.#pages.process(body, { origin: this.#opts.apiUrl, pageSize: this.#opts.pageSize });
       if (typeof page === 'string') return { ok: false, retry: 'malformed', detail: page };

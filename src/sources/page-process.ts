@@ -274,6 +274,9 @@ function processBytes(buf: Buffer, options: ProcessPageOptions): ProcessedPage |
   const page = parsePageJson(text, options.origin);
   // The text path words the reason from the text as meant.
   if (typeof page === 'string') return undefined;
+  // A non-ASCII cursor read here is bytes, or already decoded from a URL's %-escapes: which one,
+  // only the text path knows.
+  if (page.next !== null && /[^\x00-\x7f]/.test(page.next)) return undefined;
   const { records } = page;
   const n = records.length;
   if (n > options.pageSize) return `page has ${n} records, more than the ${options.pageSize} asked for`;
@@ -329,7 +332,7 @@ function processBytes(buf: Buffer, options: ProcessPageOptions): ProcessedPage |
     out.event(i, fromBytes(event.id), canonical);
   }
   const { bytes, ends } = lines.finish(src);
-  return out.finish(page.next === null ? null : fromBytes(page.next), bytes, ends);
+  return out.finish(page.next, bytes, ends);
 }
 
 /** The text path of processPage: any page, UTF-8 text, lines as received or serialised. */

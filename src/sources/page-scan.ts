@@ -156,9 +156,10 @@ function nextSignificant(text: string, i: number, end: number): number {
  * of a page (an object spanning `text[from, to)`, as dataElementOffsets found it), so a rewritten
  * time can be put into the text as received instead of serialising the whole event again.
  * Undefined when the scan cannot vouch for it: a key of the element or of its `attributes`
- * written with an escape (it could decode to "attributes" or "time"), or no such string value.
- * With duplicate keys it finds the last, as JSON.parse keeps the last. The caller still checks
- * that the range holds exactly the time it parsed.
+ * written with an escape (it could decode to "attributes" or "time"), a duplicate `attributes` or
+ * `time` key (JSON.parse keeps the last, but a line that still held the first would read
+ * differently elsewhere), or no such string value. The caller still checks that the range holds
+ * exactly the time it parsed.
  */
 export function timeValueRange(text: string, from: number, to: number): [number, number] | undefined {
   let depth = 0;
@@ -167,6 +168,8 @@ export function timeValueRange(text: string, from: number, to: number): [number,
   let inAttrs = false;
   /** The key `time` of attributes was read; its value comes next. */
   let timeNext = false;
+  let attributesKeys = 0;
+  let timeKeys = 0;
   let found: [number, number] | undefined;
   for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
@@ -176,8 +179,13 @@ export function timeValueRange(text: string, from: number, to: number): [number,
       const isKey = nextSignificant(text, close + 1, to) === 0x3a; /* : */
       if (isKey && (depth === 1 || (depth === 2 && inAttrs))) {
         for (let k = i + 1; k < close; k++) if (text.charCodeAt(k) === BACKSLASH) return undefined;
-        if (depth === 1) key1 = text.slice(i + 1, close);
-        else timeNext = close - i - 1 === 4 && text.startsWith('time', i + 1);
+        if (depth === 1) {
+          key1 = text.slice(i + 1, close);
+          if (key1 === 'attributes' && ++attributesKeys > 1) return undefined;
+        } else {
+          timeNext = close - i - 1 === 4 && text.startsWith('time', i + 1);
+          if (timeNext && ++timeKeys > 1) return undefined;
+        }
       } else if (!isKey) {
         if (depth === 2 && inAttrs && timeNext) found = [i, close + 1];
         if (depth === 1) key1 = undefined;
@@ -189,11 +197,7 @@ export function timeValueRange(text: string, from: number, to: number): [number,
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       depth++;
       if (depth === 2) {
-        if (c === 0x7b && key1 === 'attributes') {
-          // A later "attributes" replaces an earlier one, as in JSON.parse.
-          inAttrs = true;
-          found = undefined;
-        }
+        if (c === 0x7b && key1 === 'attributes') inAttrs = true;
         key1 = undefined;
       } else if (depth === 3) {
         timeNext = false;

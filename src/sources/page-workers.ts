@@ -33,6 +33,7 @@ interface Pending {
 /** See #spawn. */
 const WORKER_YOUNG_GENERATION_MB = 8;
 
+/** Call close() when done: live workers keep the process alive. */
 export class PageProcessor {
   readonly #size: number;
   readonly #workers: (Worker | undefined)[];
@@ -84,8 +85,6 @@ export class PageProcessor {
     // die within its processing either way, and each worker's RSS is some 30 MB smaller. Only the
     // young generation: an old-generation limit ends a worker with a fatal, process-wide OOM.
     const worker = new Worker(new URL('./page-worker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
-    // Never what keeps the process alive: the source closes it, and an idle worker must not hold a finished CLI open.
-    worker.unref();
     worker.on('message', (reply: PageReply) => {
       const p = this.#pending.get(reply.seq);
       if (p === undefined) return;

@@ -328,11 +328,13 @@ test('pages are fetched ahead on the cursor the tail names; a wrong guess is aba
     const got = batches.flatMap(batchRecords).map((r) => (r as { id: string }).id);
     assert.deepEqual(got, pages.flatMap((p) => p.records.map((r) => (JSON.parse(r) as { id: string }).id)), 'every good record once, in order');
     assert.deepEqual(api.requestsFor(0).map((r) => r.answer), ['bad0', 'good']);
-    // Page 2 was fetched ahead on the wrong guess, then again in its turn; page 1 once. (Page 3
-    // may have been fetched ahead from the abandoned page 2 too, depending on timing.)
-    assert.equal(api.requestsFor(2).length, 2);
+    // Page 1 once. Page 2 was requested ahead on the wrong guess (unless the refusal aborted that
+    // request before it was sent), then again in its turn; the abandoned chain went no further
+    // than one page past it.
     assert.equal(api.requestsFor(1).length, 1);
-    assert.ok(api.requestsFor(3).length >= 1);
+    const page2 = api.requestsFor(2).length;
+    assert.ok(page2 === 1 || page2 === 2, `page 2 requested ${page2} times`);
+    assert.ok(api.requestsFor(3).length <= 2);
   } finally {
     await api.close();
   }

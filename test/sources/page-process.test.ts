@@ -141,6 +141,20 @@ test('non-ASCII ids, cursors and quarantined records leave the byte path decoded
   assert.equal((JSON.parse(got.quarantined[0]!.text) as { name: string }).name, 'Zoë');
 });
 
+test('a %-escaped non-ASCII cursor in a URL, and duplicate time or attributes keys, come out as the text path makes them', () => {
+  const url = `${OPTS.origin}/admin/v1/orgs/o/events-stream?cursor=%C3%A9abc&limit=5`;
+  const body = Buffer.from(`{"data":[${ev()}],"meta":{"next":${JSON.stringify(url)}}}`);
+  assert.equal(assertAgrees(body, 'escaped cursor').next, 'éabc');
+  for (const [label, text] of [
+    ['two time keys', '{"id":"d1","type":"t","attributes":{"time":"2026-11-21T10:15:00Z","time":"2026-11-21T10:15:00Z"},"links":{}}'],
+    ['two attributes keys', '{"id":"d2","type":"t","attributes":{"time":"2026-11-21T10:15:00Z"},"attributes":{"time":"2026-11-21T10:15:00Z"},"links":{}}'],
+  ] as const) {
+    const got = assertAgrees(page([text]), label);
+    // Serialised: one time key, canonical, and no stale copy for a parser that keeps the first duplicate.
+    assert.deepEqual(linesOf(got)[0]!.match(/"time":"[^"]*"/g), ['"time":"2026-11-21T10:15:00.000Z"'], label);
+  }
+});
+
 test('a byte order mark, a deep record and a page over the size asked for', () => {
   assertAgrees(page([ev(), ev({ time: '2026-11-21T10:15:00+02:00' })], 'n', '\ufeff'), 'BOM');
   const deepEvent = JSON.stringify({ ...makeEvent(), extra: 0 }).replace('"extra":0', `"extra":${'['.repeat(20_000)}1${']'.repeat(20_000)}`);
