@@ -492,19 +492,25 @@ class EventsStreamReadable extends Readable {
 
   /** The first attempt at a page fetched ahead (see #fetchAhead); undefined when none was made. Never rejects. */
   async #fetchOnceAhead(pos: Position, signal: AbortSignal): Promise<Outcome | undefined> {
-    const { clock } = this.#deps;
     try {
-      const paceMs = this.#pacer.delay(clock.now());
-      if (paceMs > 0) {
-        this.#countWait('pacing', paceMs);
-        await clock.sleep(paceMs, signal);
-      }
-      if (this.#stopping || signal.aborted) return undefined;
-      this.#pacer.started(clock.now());
-      return await this.#fetchOnce(pos, signal);
+      return await this.#pacedFetch(pos, signal);
     } catch {
       return undefined;
     }
+  }
+
+  /** Waits for the request budget, then makes one attempt; undefined when stopped or aborted during the wait. */
+  async #pacedFetch(pos: Position, signal: AbortSignal): Promise<Outcome | undefined> {
+    const { clock, logger } = this.#deps;
+    const paceMs = this.#pacer.delay(clock.now());
+    if (paceMs > 0) {
+      this.#countWait('pacing', paceMs);
+      if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
+      await clock.sleep(paceMs, signal);
+      if (this.#stopping || signal.aborted) return undefined;
+    }
+    this.#pacer.started(clock.now());
+    return this.#fetchOnce(pos, signal);
   }
 
   /** Fetches one page, retrying transient failures. Undefined when stopping. */
@@ -522,16 +528,12 @@ class EventsStreamReadable extends Readable {
         outcome = firstOutcome;
         firstOutcome = undefined;
       } else {
-        const paceMs = this.#pacer.delay(clock.now());
-        if (paceMs > 0) {
-          this.#countWait('pacing', paceMs);
-          if (paceMs >= 5000) logger.info('pacing requests to the API rate limit; waiting', { waitMs: Math.round(paceMs) });
-          await clock.sleep(paceMs, signal);
+        const attempt = await this.#pacedFetch(current, signal);
+        if (attempt === undefined) {
           if (this.#stopping) return undefined;
-          if (signal.aborted) throw new AbortError();
+          throw new AbortError();
         }
-        this.#pacer.started(clock.now());
-        outcome = await this.#fetchOnce(current, signal);
+        outcome = attempt;
       }
       if (outcome.ok) return { page: outcome.page, pos: current };
       // Pages fetched ahead were guessed from this answer, which was refused: they stop, so the

@@ -219,14 +219,22 @@ function fromBytes(s: string): string {
   return /[^\x00-\x7f]/.test(s) ? Buffer.from(s, 'latin1').toString('utf8') : s;
 }
 
-/** One event's line while a page is processed: a byte range of the body, or text to write as Latin-1 (which gives back its bytes). */
+/**
+ * The valid events' lines of a page, piece by piece: byte ranges of the body, and text (written
+ * as Latin-1 on the byte path, which gives back its bytes; as UTF-8 on the text path).
+ */
 class LineWriter {
+  readonly #encoding: 'latin1' | 'utf8';
   readonly #starts: number[] = [];
   readonly #ends: number[] = [];
   readonly #texts: (string | undefined)[] = [];
   /** Index into the pieces where each line ends. */
   readonly #lineEnds: number[] = [];
   #size = 0;
+
+  constructor(encoding: 'latin1' | 'utf8') {
+    this.#encoding = encoding;
+  }
 
   range(from: number, to: number): void {
     this.#starts.push(from);
@@ -239,7 +247,7 @@ class LineWriter {
     this.#starts.push(0);
     this.#ends.push(0);
     this.#texts.push(s);
-    this.#size += s.length;
+    this.#size += this.#encoding === 'latin1' ? s.length : Buffer.byteLength(s);
   }
 
   endLine(): void {
@@ -249,6 +257,7 @@ class LineWriter {
 
   /** The lines, each ending in "\n", in a buffer of their own; ends[i] is where line i ends. */
   finish(src: Buffer): { bytes: Buffer; ends: Uint32Array } {
+    // Not from Buffer's shared pool: the whole ArrayBuffer is posted to another thread.
     const bytes = Buffer.allocUnsafeSlow(this.#size);
     const ends = new Uint32Array(this.#lineEnds.length);
     let at = 0;
@@ -256,7 +265,7 @@ class LineWriter {
     for (let line = 0; line < this.#lineEnds.length; line++) {
       for (const last = this.#lineEnds[line]!; piece < last; piece++) {
         const t = this.#texts[piece];
-        at += t === undefined ? src.copy(bytes, at, this.#starts[piece], this.#ends[piece]) : bytes.write(t, at, 'latin1');
+        at += t === undefined ? src.copy(bytes, at, this.#starts[piece], this.#ends[piece]) : bytes.write(t, at, this.#encoding);
       }
       bytes[at++] = 0x0a;
       ends[line] = at;
@@ -279,34 +288,29 @@ function processBytes(buf: Buffer, options: ProcessPageOptions): ProcessedPage |
   if (page.next !== null && /[^\x00-\x7f]/.test(page.next)) return undefined;
   const { records } = page;
   const n = records.length;
-  if (n > options.pageSize) return `page has ${n} records, more than the ${options.pageSize} asked for`;
+  if (n > options.pageSize) return tooMany(n, options.pageSize);
   const maxIdLength = options.maxIdLength ?? 256;
   let offsets = dataElementOffsets(text);
   if (offsets !== undefined && offsets.length !== n * 2) offsets = undefined;
   // A JSON line must not hold a line break; whitespace between tokens may.
   const breaks = text.includes('\n') || text.includes('\r');
   const out = new PageBuilder(n);
-  const lines = new LineWriter();
+  const lines = new LineWriter('latin1');
   for (let i = 0; i < n; i++) {
     const record = records[i];
     out.times(i, record);
     const from = offsets === undefined ? -1 : offsets[2 * i]!;
     const to = offsets === undefined ? -1 : offsets[2 * i + 1]!;
-    const asReceived = (): string | undefined => (to < 0 ? undefined : text.slice(from, to));
-    const reason = validateRecord(record, maxIdLength);
-    if (reason !== undefined) {
+    const checked = checkRecord(record, maxIdLength);
+    if (typeof checked === 'string') {
       // The length was counted in bytes; in characters it may be within the limit.
-      if (reason.startsWith('id: longer than') && /[^\x00-\x7f]/.test((record as { id: string }).id)) return undefined;
-      out.quarantine(i, reason, record, asReceived(), fromBytes);
+      if (checked.startsWith('id: longer than') && /[^\x00-\x7f]/.test((record as { id: string }).id)) return undefined;
+      out.quarantine(i, checked, record, to < 0 ? undefined : text.slice(from, to), fromBytes);
       continue;
     }
     const event = record as AuditEvent;
     const time = event.attributes.time;
-    const canonical = normalizeTime(time);
-    if (canonical === undefined) {
-      out.quarantine(i, 'attributes.time: not RFC 3339', record, asReceived(), fromBytes);
-      continue;
-    }
+    const canonical = checked.canonical;
     const usable = to >= 0 && !(breaks && /[\n\r]/.test(text.slice(from, to)));
     if (usable && canonical === time) {
       lines.range(from, to);
@@ -341,27 +345,20 @@ function processText(buf: Buffer, options: ProcessPageOptions): ProcessedPage | 
   if (typeof page === 'string') return page;
   const { records } = page;
   const n = records.length;
-  if (n > options.pageSize) return `page has ${n} records, more than the ${options.pageSize} asked for`;
-  const maxIdLength = options.maxIdLength ?? 256;
+  if (n > options.pageSize) return tooMany(n, options.pageSize);
   const out = new PageBuilder(n);
-  const lines: string[] = [];
-  const text = (record: unknown): string | undefined => (typeof record === 'object' && record !== null ? (record as WithRawText)[RAW_TEXT] : undefined);
+  const lines = new LineWriter('utf8');
   for (let i = 0; i < n; i++) {
     const record = records[i];
     out.times(i, record);
-    const reason = validateRecord(record, maxIdLength);
-    if (reason !== undefined) {
-      out.quarantine(i, reason, record, text(record));
+    const checked = checkRecord(record, options.maxIdLength ?? 256);
+    if (typeof checked === 'string') {
+      out.quarantine(i, checked, record, typeof record === 'object' && record !== null ? (record as WithRawText)[RAW_TEXT] : undefined);
       continue;
     }
     const event = record as AuditEvent;
-    const time = event.attributes.time;
-    const canonical = normalizeTime(time);
-    if (canonical === undefined) {
-      out.quarantine(i, 'attributes.time: not RFC 3339', record, text(record));
-      continue;
-    }
-    if (canonical !== time) {
+    const { canonical } = checked;
+    if (canonical !== event.attributes.time) {
       event.attributes.time = canonical;
       // The text as received no longer says what the event holds.
       (event as WithRawText)[RAW_TEXT] = undefined;
@@ -373,23 +370,27 @@ function processText(buf: Buffer, options: ProcessPageOptions): ProcessedPage | 
       out.quarantine(i, TOO_DEEP, truncateDepth(event), undefined);
       continue;
     }
-    lines.push(line);
+    lines.text(line);
+    lines.endLine();
     out.event(i, event.id, canonical);
   }
-  const ends = new Uint32Array(lines.length);
-  let size = 0;
-  for (let i = 0; i < lines.length; i++) {
-    size += Buffer.byteLength(lines[i]!) + 1;
-    ends[i] = size;
-  }
-  // Not from Buffer's shared pool: the whole ArrayBuffer is posted to another thread.
-  const bytes = Buffer.allocUnsafeSlow(size);
-  let at = 0;
-  for (let i = 0; i < lines.length; i++) {
-    at += bytes.write(lines[i]!, at);
-    bytes[at++] = 0x0a;
-  }
+  const { bytes, ends } = lines.finish(buf);
   return out.finish(page.next, bytes, ends);
+}
+
+function tooMany(n: number, pageSize: number): string {
+  return `page has ${n} records, more than the ${pageSize} asked for`;
+}
+
+/**
+ * What validate and normalize-time make of a record: the reason it is quarantined, or the
+ * canonical form of a valid event's time.
+ */
+function checkRecord(record: unknown, maxIdLength: number): string | { canonical: string } {
+  const reason = validateRecord(record, maxIdLength);
+  if (reason !== undefined) return reason;
+  const canonical = normalizeTime((record as AuditEvent).attributes.time);
+  return canonical === undefined ? 'attributes.time: not RFC 3339' : { canonical };
 }
 
 /** Collects a ProcessedPage record by record. */
