@@ -216,6 +216,11 @@ class EventsStreamReadable extends Readable {
   readonly #pages: PageProcessor;
   /** Pages being fetched ahead, in cursor order (see #fetchAhead). */
   #ahead: Ahead[] = [];
+  /**
+   * The guessed successor of the last page ahead, kept while the list was full; fetched once
+   * there is room (see #resumeAhead).
+   */
+  #deferred: { after: Position; next: Position } | undefined;
 
   constructor(options: AtlassianEventsOptions, deps: AtlassianEventsDeps) {
     super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
@@ -449,8 +454,10 @@ class EventsStreamReadable extends Readable {
   async #take(pos: Position): Promise<Fetched | undefined> {
     const ahead = this.#ahead.shift();
     let first: Outcome | undefined;
-    if (ahead !== undefined && samePosition(ahead.pos, pos)) first = await ahead.promise;
-    else if (ahead !== undefined) this.#abandonAhead(ahead);
+    if (ahead !== undefined && samePosition(ahead.pos, pos)) {
+      first = await ahead.promise;
+      if (first?.ok === true) this.#resumeAhead();
+    } else if (ahead !== undefined) this.#abandonAhead(ahead);
     return this.#fetchWithRetries(pos, this.#requestSignal, first);
   }
 
@@ -459,6 +466,26 @@ class EventsStreamReadable extends Readable {
     if (first !== undefined) first.abort.abort();
     for (const a of this.#ahead) a.abort.abort();
     this.#ahead = [];
+    this.#deferred = undefined;
+  }
+
+  /**
+   * Fetches the successor kept back while the list was full (see #fetchAhead), now that a page
+   * has left it, if it still follows the last page ahead. Its predecessor's body is in, and every
+   * page ahead was started after the body before it, so requests stay one after another.
+   */
+  #resumeAhead(): void {
+    const deferred = this.#deferred;
+    this.#deferred = undefined;
+    if (deferred === undefined || this.#stopping || this.#destroyed.signal.aborted) return;
+    const last = this.#ahead.at(-1);
+    if (last === undefined || !samePosition(last.pos, deferred.after) || this.#ahead.length >= MAX_AHEAD) return;
+    this.#startAhead(deferred.next);
+  }
+
+  #startAhead(next: Position): void {
+    const abort = new AbortController();
+    this.#ahead.push({ pos: next, abort, promise: this.#fetchOnceAhead(next, AbortSignal.any([this.#requestSignal, abort.signal])) });
   }
 
   /**
@@ -483,11 +510,16 @@ class EventsStreamReadable extends Readable {
       // Fetched on another guess (from an answer that was then refused, say): it and everything
       // after it are abandoned, and the chain continues from this body.
       for (const a of this.#ahead.splice(at)) a.abort.abort();
+      this.#deferred = undefined;
     }
-    if (this.#ahead.length >= MAX_AHEAD) return;
     const next: Position = { cursor: guess, skip: 0 };
-    const abort = new AbortController();
-    this.#ahead.push({ pos: next, abort, promise: this.#fetchOnceAhead(next, AbortSignal.any([this.#requestSignal, abort.signal])) });
+    if (this.#ahead.length >= MAX_AHEAD) {
+      // Full: keep the guess for when a page leaves the list, else the chain would stop here
+      // and the page after the last one ahead would wait for its turn to be fetched.
+      if (at === this.#ahead.length) this.#deferred = { after: pos, next };
+      return;
+    }
+    this.#startAhead(next);
   }
 
   /** The first attempt at a page fetched ahead (see #fetchAhead); undefined when none was made. Never rejects. */

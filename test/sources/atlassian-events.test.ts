@@ -339,3 +339,40 @@ test('pages are fetched ahead on the cursor the tail names; a wrong guess is aba
     await api.close();
   }
 });
+
+test('fetching ahead goes on once the chain is full: a page leaving the list lets the next one be fetched', async () => {
+  const { startScriptedApi } = await import('../helpers/scripted-api.js');
+  const { makeEvent } = await import('../helpers/batches.js');
+  // One record a page, so one batch a page.
+  const pages = Array.from({ length: 12 }, () => ({ records: [JSON.stringify(makeEvent())] }));
+  const api = await startScriptedApi(pages);
+  const settle = async (): Promise<number> => {
+    let n = -1;
+    // Settled once the request count stops changing for 150 ms.
+    while (n !== api.requests.length) {
+      n = api.requests.length;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    return n;
+  };
+  const src = createAtlassianEventsSource({ apiUrl: api.url, orgId: api.orgId, apiKey: api.apiKey, start: { from: 0, skip: 0 }, pageSize: 1, rateLimit: false });
+  try {
+    const it = src[Symbol.asyncIterator]();
+    await it.next();
+    // Page 0 pulled, page 1 buffered (highWaterMark 1), and MAX_AHEAD pages fetched ahead.
+    const full = await settle();
+    assert.equal(full, 2 + MAX_AHEAD);
+    // Each page pulled takes one off the list, and the successor guessed while it was full is
+    // fetched at once, not only when the chain runs dry.
+    for (let pulled = 1; pulled <= 3; pulled++) {
+      await it.next();
+      assert.equal(await settle(), full + pulled, `after ${pulled} more pulled`);
+    }
+    assert.ok(api.requests.every((r) => r.answer === 'good'));
+    assert.deepEqual(api.requests.map((r) => r.page), Array.from({ length: full + 3 }, (_, i) => i), 'each page once, in order');
+  } finally {
+    src.destroy();
+    await once(src, 'close');
+    await api.close();
+  }
+});
