@@ -78,6 +78,19 @@ export class StateError extends PipelineError {
   }
 }
 
+/**
+ * A replay input cannot be read to its end: a truncated or corrupt compressed file, a JSON
+ * document cut short, a missing file or object. The message names the input. Exit 9.
+ */
+export class InputError extends PipelineError {
+  /** The input's name as given (a path, `-` for stdin, or `s3://bucket/key`). */
+  readonly input: string;
+  constructor(input: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_INPUT', message, 9, options);
+    this.input = input;
+  }
+}
+
 /** The run was cancelled through its AbortSignal. */
 export class AbortError extends PipelineError {
   constructor(message = 'the run was cancelled', options?: { cause?: unknown }) {

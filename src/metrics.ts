@@ -12,6 +12,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Readable, Writable } from 'node:stream';
 import { systemClock, type Clock } from './clock.js';
+import { ORIGIN_MARK } from './types.js';
 
 export interface MetricsOptions {
   /** Registry to register on. Default: a new one. */
@@ -30,15 +31,18 @@ export function isMetricPrefix(prefix: string): boolean {
 }
 
 /** The `reason` label values of `events_quarantined_total`: one per class of validation failure. */
-export const QUARANTINE_REASONS = ['not_object', 'missing_field', 'wrong_type', 'bad_id', 'bad_time', 'too_deep', 'other'] as const;
+export const QUARANTINE_REASONS = ['not_json', 'not_object', 'missing_field', 'wrong_type', 'bad_id', 'bad_time', 'too_deep', 'other'] as const;
 export type QuarantineReasonClass = (typeof QUARANTINE_REASONS)[number];
 
 /**
  * The bounded class of a quarantine reason string (which names a field path and is unbounded):
- * `attributes.time: not RFC 3339` → `bad_time`. A combined reason (`a; b`) is classed by its first part.
+ * `attributes.time: not RFC 3339` → `bad_time`. A combined reason (`a; b`) is classed by its first part,
+ * and where a record came from (` (at FILE line N)`, from a replay) is not part of its class.
  */
 export function quarantineReasonClass(reason: string): QuarantineReasonClass {
-  const first = reason.split('; ')[0] ?? reason;
+  const at = reason.indexOf(ORIGIN_MARK);
+  const first = (at < 0 ? reason : reason.slice(0, at)).split('; ')[0]!;
+  if (first.startsWith('not JSON')) return 'not_json';
   if (first.startsWith('record: nested too deeply')) return 'too_deep';
   if (first.startsWith('record: expected object')) return 'not_object';
   if (first.endsWith(': missing')) return 'missing_field';

@@ -33,7 +33,7 @@ import { createAtlassianEventsSource } from './sources/atlassian-events.js';
 import type { RateBudget } from './sources/rate-pacer.js';
 import { createLocalDirSink } from './sinks/local-dir.js';
 import { createS3Client, createS3Sink } from './sinks/s3.js';
-import type { EpochCommit, ObjectSink } from './sinks/object-sink.js';
+import { createObjectSink, type EpochCommit, type ObjectSink, type ObjectSinkDeps, type ObjectSinkOptions, type ObjectStore } from './sinks/object-sink.js';
 import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
 import { createNormalizeTime } from './transforms/normalize-time.js';
 import { createValidate } from './transforms/validate.js';
@@ -57,7 +57,44 @@ export type OutputOptions =
       /** KMS key id, ARN or alias for `aws:kms`. Default: the account's AWS managed key for S3. */
       sseKmsKeyId?: string;
     }
-  | { kind: 'local'; dir: string };
+  | {
+      kind: 'local';
+      /** Directory objects are written under, with the same key layout as S3. */
+      dir: string;
+    }
+  | {
+      kind: 'store';
+      /** Your own ObjectStore: where objects go (see src/sinks/object-sink.ts and examples/library-pipeline.ts). */
+      store: ObjectStore;
+      /** How summaries name the destination, e.g. `gs://bucket`. Default `store`. */
+      where?: string;
+    };
+
+/** The object sink for `output` (with `s3`, the client to use). */
+export function createOutputSink(output: OutputOptions, options: ObjectSinkOptions, deps: Omit<ObjectSinkDeps, 'store'>, s3: S3Client | undefined): ObjectSink {
+  if (output.kind === 's3') {
+    return createS3Sink(
+      {
+        ...options,
+        bucket: output.bucket,
+        partSize: output.partSize,
+        queueSize: output.queueSize,
+        serverSideEncryption: output.sse,
+        sseKmsKeyId: output.sseKmsKeyId,
+      },
+      { ...deps, client: s3! },
+    );
+  }
+  if (output.kind === 'local') return createLocalDirSink({ ...options, dir: output.dir }, deps);
+  return createObjectSink(options, { ...deps, store: output.store });
+}
+
+/** Where `output` puts event objects, for summaries. */
+export function outputWhere(output: OutputOptions, prefix: string): string {
+  if (output.kind === 's3') return `s3://${output.bucket}/${prefix}`;
+  if (output.kind === 'local') return resolve(output.dir, prefix);
+  return `${output.where ?? 'store'}/${prefix}`;
+}
 
 export interface PipelineOptions {
   orgId: string;
@@ -261,19 +298,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         maxObjectAgeMs: options.maxObjectAgeMs,
       };
       const sinkDeps = { journal, clock, logger, metrics: deps.metrics };
-      const sink: ObjectSink = options.output.kind === 's3'
-        ? createS3Sink(
-            {
-              ...sinkOptions,
-              bucket: options.output.bucket,
-              partSize: options.output.partSize,
-              queueSize: options.output.queueSize,
-              serverSideEncryption: options.output.sse,
-              sseKmsKeyId: options.output.sseKmsKeyId,
-            },
-            { ...sinkDeps, client: s3! },
-          )
-        : createLocalDirSink({ ...sinkOptions, dir: options.output.dir }, sinkDeps);
+      const sink = createOutputSink(options.output, sinkOptions, sinkDeps, s3);
       const validate = createValidate();
       const normalize = createNormalizeTime();
       const dedupe = createDedupe({ window: dedupeWindow });
@@ -307,7 +332,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       ...totals,
       position: state.position,
       statePath,
-      where: options.output.kind === 's3' ? `s3://${options.output.bucket}/${prefix}` : resolve(options.output.dir, prefix),
+      where: outputWhere(options.output, prefix),
       stopped: options.signal?.aborted === true,
       abandoned: stopTimedOut,
     };

@@ -51,6 +51,14 @@ export interface PackedEvents {
   timeMs: Float64Array;
 }
 
+/** Where a quarantine reason says where its record came from: `id: missing (at audit.jsonl line 3)`. */
+export const ORIGIN_MARK = ' (at ';
+
+/** A quarantine reason with the record's origin (a file and line, say) after it. */
+export function withOrigin(reason: string, origin: string | undefined): string {
+  return origin === undefined ? reason : `${reason}${ORIGIN_MARK}${origin})`;
+}
+
 /** A record that failed validation, with the reason, as written to the quarantine prefix. */
 export interface QuarantineRecord {
   reason: string;
@@ -80,6 +88,12 @@ export function samePosition(a: Position, b: Position): boolean {
 export interface Batch {
   /** Records as received. The source fills this; validate empties it into `events`/`quarantined`. */
   records: unknown[];
+  /**
+   * Where each of `records` came from, for a source that reads files (the replay source): e.g.
+   * `audit.jsonl line 12`. validate adds it to the reason of a record it quarantines
+   * (`id: missing (at audit.jsonl line 12)`, see withOrigin).
+   */
+  origins?: string[];
   /** Valid, normalised events, in API order. */
   events: AuditEvent[];
   /**
@@ -101,11 +115,13 @@ export interface Batch {
   lastProcessedAt?: string;
   /** Set by the dedupe stage: total ids it has admitted after this batch (see DedupeWindow). */
   dedupeMark?: number;
+  /** Set by a quarantine-route stage: how many quarantined records it handed elsewhere. */
+  routed?: number;
   /** Set by the dedupe stage: how many events it dropped from this batch as duplicates. */
   duplicates?: number;
   /**
    * How many records the source delivered in this batch. Set by validate when it moves `records`
-   * into `events`/`quarantined`. The sink checks fetched = events + quarantined + duplicates.
+   * into `events`/`quarantined`. The sink checks fetched = events + quarantined + duplicates + routed.
    */
   fetched?: number;
   /** Set by the source on the last batch of a poll (the one that caught up with the stream). */

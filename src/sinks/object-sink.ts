@@ -2,7 +2,9 @@
  * object-sink: the Writable end of the pipeline. Batches → JSON lines → zstd → an ObjectStore
  * (S3 multipart uploads, or files in a local directory).
  *
- * In: Batch (validated, normalised, deduplicated). Events (lines the source already wrote,
+ * In: Batch (validated, normalised, deduplicated); or, without a journal, loose chunks (see
+ *     src/chunks.ts: an event, JSON text, or a quarantine chunk), each checked like validate does
+ *     and written as a batch of one. Events (lines the source already wrote,
  *     `packed`, copied as they are; then event objects, each as its text as received or
  *     serialised) go to an object under `prefix`,
  *     quarantine records to an object under `quarantinePrefix`, both named
@@ -35,10 +37,16 @@ import { describeError, SinkError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
 import { recordText, TOO_DEEP, truncateDepth } from '../record-text.js';
-import { formatCanonical, hourPath, parseRfc3339 } from '../time.js';
+import { formatCanonical, hourOf, hourPath, parseRfc3339 } from '../time.js';
+import { isBatch, isQuarantined } from '../chunks.js';
+import { HOUR_UNKNOWN, recordTimes } from '../sources/page-process.js';
+import { validateLoose } from '../transforms/validate.js';
 import { RAW_TEXT, samePosition, type Batch, type PollEnd, type Position, type WithRawText } from '../types.js';
 
 export type ObjectKind = 'events' | 'quarantine';
+
+/** The position of a loose chunk's batch: none that could be committed (a sink with a journal refuses loose chunks). */
+const LOOSE_POSITION: Position = Object.freeze({ skip: 0 });
 
 /** One object being written. The sink writes compressed bytes to `body` and ends it. */
 export interface ObjectUpload {
@@ -259,8 +267,35 @@ export class ObjectSink extends Writable {
     return next;
   }
 
-  override _write(batch: Batch, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+  override _write(chunk: unknown, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    let batch: Batch;
+    if (isBatch(chunk)) batch = chunk;
+    else if (this.#journal !== undefined) {
+      cb(new SinkError('this sink commits a checkpoint, so it takes Batches only: a loose event or record carries no position to commit (see src/chunks.ts)'));
+      return;
+    } else batch = this.#looseBatch(chunk);
     this.#serial(() => this.#handle(batch)).then(() => cb(), (err: unknown) => cb(this.#wrap(err)));
+  }
+
+  /**
+   * A batch of one for a loose chunk (see src/chunks.ts): a quarantine chunk is quarantined; any
+   * other chunk is checked as validate would (JSON text is parsed first), so nothing that is not a
+   * valid event reaches the events prefix. Its hour is that of its processedAt (else its time,
+   * else the open object's hour, else now).
+   */
+  #looseBatch(chunk: unknown): Batch {
+    const checked = validateLoose(chunk);
+    const q = isQuarantined(checked);
+    let hour = recordTimes(q ? checked.record : checked).hour;
+    if (hour === HOUR_UNKNOWN) hour = this.#epoch?.hour ?? hourOf(this.#clock.now());
+    return {
+      records: [],
+      events: q ? [] : [checked],
+      quarantined: q ? [{ reason: checked.reason, record: checked.record }] : [],
+      fetched: 1,
+      position: LOOSE_POSITION,
+      hour,
+    };
   }
 
   override _final(cb: (e?: Error | null) => void): void {
@@ -337,11 +372,12 @@ export class ObjectSink extends Writable {
     const packed = batch.packed;
     const packedCount = packed?.ids.length ?? 0;
     const eventTotal = batch.events.length + packedCount;
-    const accounted = eventTotal + batch.quarantined.length + (batch.duplicates ?? 0);
+    const accounted = eventTotal + batch.quarantined.length + (batch.duplicates ?? 0) + (batch.routed ?? 0);
     if (fetched !== accounted) {
+      const routed = batch.routed === undefined ? '' : ` + ${batch.routed} routed elsewhere`;
       throw new SinkError(
         `a batch does not reconcile: ${fetched} records received but ${eventTotal} events + ` +
-          `${batch.quarantined.length} quarantined + ${batch.duplicates ?? 0} duplicates (is validate before the sink?)`,
+          `${batch.quarantined.length} quarantined + ${batch.duplicates ?? 0} duplicates${routed} (is validate before the sink?)`,
       );
     }
     const hasContent = eventTotal > 0 || batch.quarantined.length > 0;

@@ -2,7 +2,7 @@
  * dedupe: drops events whose `id` was already admitted, within a bounded window of recent ids,
  * and invalid records whose id was already quarantined (records without an id are all kept).
  *
- * In/out: Batch (valid events and quarantined records). Each batch leaves with `duplicates` (how many it lost) and
+ * In/out: Batch (valid events and quarantined records), or loose events and quarantine chunks (see src/chunks.ts). Each batch leaves with `duplicates` (how many it lost) and
  * `dedupeMark` (the window's admission count after it), which the checkpoint uses to save
  * exactly the ids of events that are in complete objects.
  * Memory: the window holds the last `windowSize` committed ids plus every id admitted since the
@@ -11,6 +11,7 @@
  * Backpressure: a plain Transform. Errors: none.
  */
 import { Transform } from 'node:stream';
+import { isBatch, isQuarantined } from '../chunks.js';
 import type { Batch, PackedEvents } from '../types.js';
 
 export interface DedupeOptions {
@@ -173,17 +174,59 @@ function dedupePacked(packed: PackedEvents, window: DedupeWindow): PackedEvents 
   return { bytes: out.subarray(0, at), start: 0, ends: outEnds, ids: outIds, timeMs: outTimes };
 }
 
-/** The dedupe stage as a Transform of Batches. */
-export function createDedupe(options: DedupeOptions = {}): Transform & { window: DedupeWindow } {
+/** Whether the window admits a loose chunk: an event by its id, a quarantine chunk by its record's id; anything without an id passes. */
+export function admitLoose(chunk: unknown, window: DedupeWindow): boolean {
+  if (isQuarantined(chunk)) {
+    const key = quarantineKey(chunk.record);
+    return key === undefined || window.admit(key);
+  }
+  const id = typeof chunk === 'object' && chunk !== null ? (chunk as { id?: unknown }).id : undefined;
+  return typeof id !== 'string' || window.admit(id);
+}
+
+/** The dedupe stage, with its window and how many chunks' worth of duplicates it dropped. */
+export type DedupeStage = Transform & {
+  readonly window: DedupeWindow;
+  /** Duplicates dropped so far (events and quarantined records). */
+  readonly duplicates: number;
+};
+
+/**
+ * The dedupe stage: a Transform of Batches (stamped for the checkpoint, see dedupeBatch), or of
+ * loose events and quarantine chunks (see src/chunks.ts), where a duplicate is not passed on.
+ * A stage that made its own window (no `window` option) also commits it as chunks pass, so it
+ * remembers the last `windowSize` ids; a window passed in is committed by its owner (the
+ * checkpoint, in runPipeline).
+ */
+export function createDedupe(options: DedupeOptions = {}): DedupeStage {
+  const owned = options.window === undefined;
   const window = options.window ?? new DedupeWindow(options.windowSize ?? DEFAULT_DEDUPE_WINDOW, options.initialIds);
   const hwm = options.highWaterMark ?? 1;
+  let duplicates = 0;
   const stage = new Transform({
     objectMode: true,
     readableHighWaterMark: hwm,
     writableHighWaterMark: hwm,
-    transform(batch: Batch, _enc, cb) {
-      cb(null, dedupeBatch(batch, window));
+    transform(chunk: unknown, _enc, cb) {
+      if (isBatch(chunk)) {
+        const before = chunk.duplicates ?? 0;
+        dedupeBatch(chunk, window);
+        duplicates += (chunk.duplicates ?? 0) - before;
+        if (owned) window.commit(window.mark);
+        cb(null, chunk);
+        return;
+      }
+      const admitted = admitLoose(chunk, window);
+      if (owned) window.commit(window.mark);
+      if (admitted) cb(null, chunk);
+      else {
+        duplicates++;
+        cb();
+      }
     },
   });
-  return Object.assign(stage, { window });
+  return Object.defineProperties(stage, {
+    window: { value: window, enumerable: true },
+    duplicates: { get: () => duplicates, enumerable: true },
+  }) as DedupeStage;
 }

@@ -3,7 +3,7 @@
  * (UTC, milliseconds, sub-millisecond digits truncated). Every other field is left as received.
  * An event whose time it rewrites loses its text as received (RAW_TEXT), so the sink serialises it.
  *
- * In/out: Batch. Events are rewritten in place (the pipeline owns them after parsing). A batch's
+ * In/out: Batch, or loose events (see src/chunks.ts). Events are rewritten in place (the pipeline owns them after parsing). A batch's
  *     `packed` events (already normalised by the events source's page workers, which put the
  *     canonical time into the text as received) pass unchanged.
  * Memory: none beyond the batch in hand. Backpressure: a plain Transform.
@@ -12,7 +12,8 @@
  */
 import { Transform } from 'node:stream';
 import { formatCanonical, isCanonical, parseRfc3339 } from '../time.js';
-import { RAW_TEXT, type Batch, type WithRawText } from '../types.js';
+import { isBatch, isQuarantined, quarantined } from '../chunks.js';
+import { RAW_TEXT, type AuditEvent, type Batch, type WithRawText } from '../types.js';
 
 export interface NormalizeTimeOptions {
   /** Batches buffered on each side of the stage. Default 1. */
@@ -28,39 +29,49 @@ export function normalizeTime(value: string): string | undefined {
   return ms === undefined ? undefined : formatCanonical(ms);
 }
 
+const NOT_RFC3339 = 'attributes.time: not RFC 3339';
+
+/** Normalises one event's time in place; false when it has no time that can be. */
+export function normalizeEvent(event: AuditEvent): boolean {
+  const attrs = (event as { attributes?: unknown }).attributes as Record<string, unknown> | undefined;
+  const time = typeof attrs === 'object' && attrs !== null ? attrs['time'] : undefined;
+  const canonical = typeof time === 'string' ? normalizeTime(time) : undefined;
+  if (canonical === undefined) return false;
+  if (canonical !== time) {
+    attrs!['time'] = canonical;
+    // The text as received no longer says what the event holds.
+    if ((event as WithRawText)[RAW_TEXT] !== undefined) (event as WithRawText)[RAW_TEXT] = undefined;
+  }
+  return true;
+}
+
 /** Normalises every event of the batch in place. Returns the batch. */
 export function normalizeBatch(batch: Batch): Batch {
   const { events } = batch;
   let kept = 0;
   for (let i = 0; i < events.length; i++) {
     const event = events[i]!;
-    const attrs = event.attributes as Record<string, unknown> | undefined;
-    const time = attrs?.['time'];
-    const canonical = typeof time === 'string' ? normalizeTime(time) : undefined;
-    if (canonical === undefined) {
-      batch.quarantined.push({ reason: 'attributes.time: not RFC 3339', record: event });
-      continue;
-    }
-    if (canonical !== time) {
-      attrs!['time'] = canonical;
-      // The text as received no longer says what the event holds.
-      if ((event as WithRawText)[RAW_TEXT] !== undefined) (event as WithRawText)[RAW_TEXT] = undefined;
-    }
-    events[kept++] = event;
+    if (normalizeEvent(event)) events[kept++] = event;
+    else batch.quarantined.push({ reason: NOT_RFC3339, record: event });
   }
   events.length = kept;
   return batch;
 }
 
-/** The normalize-time stage as a Transform of Batches. */
+/**
+ * The normalize-time stage: a Transform of Batches, or of loose events (see src/chunks.ts), each
+ * coming out normalised or as a quarantine chunk; quarantine chunks pass unchanged.
+ */
 export function createNormalizeTime(options: NormalizeTimeOptions = {}): Transform {
   const hwm = options.highWaterMark ?? 1;
   return new Transform({
     objectMode: true,
     readableHighWaterMark: hwm,
     writableHighWaterMark: hwm,
-    transform(batch: Batch, _enc, cb) {
-      cb(null, normalizeBatch(batch));
+    transform(chunk: unknown, _enc, cb) {
+      if (isBatch(chunk)) cb(null, normalizeBatch(chunk));
+      else if (isQuarantined(chunk)) cb(null, chunk);
+      else cb(null, normalizeEvent(chunk as AuditEvent) ? chunk : quarantined(NOT_RFC3339, chunk));
     },
   });
 }

@@ -1,7 +1,8 @@
 /**
  * validate: checks each record against Panther's `Atlassian.Audit` schema.
  *
- * In:  Batch with `records` (raw JSON values, as parsed from the page).
+ * In:  Batch with `records` (raw JSON values, as parsed from the page); or loose records, one a
+ *      chunk (see src/chunks.ts): each comes out as the event, or as a quarantine chunk.
  * Out: the same Batch with `records` emptied into `events` (valid, unchanged) and `quarantined`
  *      (`{reason, record}` with the record exactly as received). Nothing is dropped.
  *      A batch's `packed` events (pages the events source already validated and normalised on its
@@ -16,8 +17,9 @@
  * (the API sends `null` and `{}` for absent optional objects). Unknown keys are kept as received.
  */
 import { Transform } from 'node:stream';
+import { isBatch, isQuarantined, parseLooseText, quarantined, type QuarantinedChunk } from '../chunks.js';
 import { parseRfc3339 } from '../time.js';
-import type { AuditEvent, Batch, QuarantineRecord } from '../types.js';
+import { withOrigin, type AuditEvent, type Batch, type QuarantineRecord } from '../types.js';
 
 export interface ValidateOptions {
   /** Longest `id` accepted, in characters. Bounds the dedupe window's memory. Default 256. */
@@ -150,19 +152,40 @@ export function validateRecord(record: unknown, maxIdLength = 256): string | und
 
 /** Splits `batch.records` into `events` and `quarantined`, in place. Returns the batch. */
 export function validateBatch(batch: Batch, maxIdLength = 256): Batch {
-  const { records } = batch;
+  const { records, origins } = batch;
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
     const reason = validateRecord(record, maxIdLength);
     if (reason === undefined) batch.events.push(record as AuditEvent);
-    else batch.quarantined.push({ reason, record } satisfies QuarantineRecord);
+    else batch.quarantined.push({ reason: withOrigin(reason, origins?.[i]), record } satisfies QuarantineRecord);
   }
   batch.fetched = (batch.fetched ?? 0) + records.length;
   batch.records = [];
+  delete batch.origins;
   return batch;
 }
 
-/** The validate stage as a Transform of Batches. */
+/**
+ * The valid event for one loose record, or a quarantine chunk saying why it is not one. A string
+ * or bytes is JSON text (a line, say) and is parsed first.
+ */
+export function validateLoose(chunk: unknown, maxIdLength = 256): AuditEvent | QuarantinedChunk {
+  if (isQuarantined(chunk)) return chunk;
+  let record = chunk;
+  if (typeof chunk === 'string' || chunk instanceof Uint8Array) {
+    const parsed = parseLooseText(chunk);
+    if ('reason' in parsed) return quarantined(parsed.reason, parsed.text);
+    record = parsed.record;
+  }
+  const reason = validateRecord(record, maxIdLength);
+  return reason === undefined ? (record as AuditEvent) : quarantined(reason, record);
+}
+
+/**
+ * The validate stage: a Transform of Batches (see validateBatch), or of loose records (any JSON
+ * value, or JSON text as a string or bytes) into valid events and quarantine chunks (see
+ * src/chunks.ts and validateLoose). Each chunk comes out in the kind it came in.
+ */
 export function createValidate(options: ValidateOptions = {}): Transform {
   const maxIdLength = options.maxIdLength ?? 256;
   const hwm = options.highWaterMark ?? 1;
@@ -170,8 +193,8 @@ export function createValidate(options: ValidateOptions = {}): Transform {
     objectMode: true,
     readableHighWaterMark: hwm,
     writableHighWaterMark: hwm,
-    transform(batch: Batch, _enc, cb) {
-      cb(null, validateBatch(batch, maxIdLength));
+    transform(chunk: unknown, _enc, cb) {
+      cb(null, isBatch(chunk) ? validateBatch(chunk, maxIdLength) : validateLoose(chunk, maxIdLength));
     },
   });
 }

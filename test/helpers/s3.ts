@@ -249,3 +249,15 @@ export async function emptyAndDeleteBucket(client: S3Client, bucket: string): Pr
     warn('delete bucket', e);
   }
 }
+
+/** Runs `fn` with a client and a fresh bucket, then empties and deletes the bucket. */
+export async function withBucket(fn: (client: S3Client, bucket: string) => Promise<void>): Promise<void> {
+  const client = testS3Client();
+  const bucket = await createTestBucket(client);
+  try {
+    await fn(client, bucket);
+  } finally {
+    await emptyAndDeleteBucket(client, bucket);
+    client.destroy();
+  }
+}

@@ -8,7 +8,7 @@ import { createS3Sink, S3Store } from '../../src/sinks/s3.js';
 import { SinkError } from '../../src/errors.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { AuditEvent, Batch } from '../../src/types.js';
-import { createTestBucket, emptyAndDeleteBucket, listKeys, listPendingUploads, readZstdJsonLines, testS3Client } from '../helpers/s3.js';
+import { listKeys, listPendingUploads, readZstdJsonLines, withBucket } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
 
 const HOUR = Date.parse('2026-11-21T10:00:00Z');
@@ -22,17 +22,6 @@ function bigBatches(count: number, perBatch: number, bytes: number): Batch[] {
     position: { cursor: `c${i}`, skip: 0 },
     hour: HOUR,
   }));
-}
-
-async function withBucket(fn: (client: S3Client, bucket: string) => Promise<void>): Promise<void> {
-  const client = testS3Client();
-  const bucket = await createTestBucket(client);
-  try {
-    await fn(client, bucket);
-  } finally {
-    await emptyAndDeleteBucket(client, bucket);
-    client.destroy();
-  }
 }
 
 test('a multipart object streams through zstd into S3 and reads back identical, with content headers', { skip: s3Skip() }, async () => {
