@@ -22,7 +22,8 @@
  * Stop and destroy: `signal` ends the stream cleanly at the next page boundary (an in-flight
  *      request is abandoned, its page never emitted). destroy() aborts any request first.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { GeneratorReadable } from './generator-readable.js';
 import { Agent, request, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.js';
 import {
@@ -198,7 +199,7 @@ interface Ahead {
 /** Pages fetched ahead of the one being processed. */
 export const MAX_AHEAD = 4;
 
-class EventsStreamReadable extends Readable {
+class EventsStreamReadable extends GeneratorReadable {
   readonly #opts: Required<Omit<AtlassianEventsOptions, 'signal' | 'lastProcessedAt' | 'rateLimit'>> & {
     signal: AbortSignal | undefined;
   };
@@ -208,7 +209,6 @@ class EventsStreamReadable extends Readable {
   /** Aborted first on destroy, so a pending request never holds up teardown. */
   readonly #destroyed = new AbortController();
   readonly #requestSignal: AbortSignal;
-  readonly #it: AsyncGenerator<Batch, void, undefined>;
   #position: Position;
   #lastProcessedAt: string | undefined;
   #hour = HOUR_UNKNOWN;
@@ -223,7 +223,7 @@ class EventsStreamReadable extends Readable {
   #deferred: { after: Position; next: Position } | undefined;
 
   constructor(options: AtlassianEventsOptions, deps: AtlassianEventsDeps) {
-    super({ objectMode: true, highWaterMark: options.highWaterMark ?? 1 });
+    super(options.highWaterMark ?? 1);
     const apiUrl = checkApiUrl(options.apiUrl ?? 'https://api.atlassian.com');
     this.#opts = {
       apiUrl: apiUrl.origin,
@@ -266,7 +266,6 @@ class EventsStreamReadable extends Readable {
       h.rangeStartMs = (options.lastProcessedAt === undefined ? undefined : parseRfc3339(options.lastProcessedAt)) ?? options.start.from ?? this.#opts.fallbackFrom;
       if (h.fetchedUpToMs === undefined || h.fetchedUpToMs < h.rangeStartMs) h.fetchedUpToMs = h.rangeStartMs;
     }
-    this.#it = this.#generate();
   }
 
   /** The position after the last batch emitted. */
@@ -274,24 +273,12 @@ class EventsStreamReadable extends Readable {
     return { ...this.#position };
   }
 
-  override _read(): void {
-    this.#it.next().then(
-      (r) => {
-        if (r.done === true) this.push(null);
-        else this.push(r.value);
-      },
-      (err: unknown) => this.destroy(err as Error),
-    );
-  }
-
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.#destroyed.abort();
     this.#abandonAhead();
     const closeDispatcher = this.#ownsDispatcher ? this.#dispatcher.close().catch(() => {}) : Promise.resolve();
     const closePages = this.#pages.close().catch(() => {});
-    this.#it
-      .return(undefined)
-      .catch(() => {})
+    this.endGenerator()
       .then(() => Promise.all([closeDispatcher, closePages]))
       .then(() => cb(err), () => cb(err));
   }
@@ -307,7 +294,7 @@ class EventsStreamReadable extends Readable {
     return `${this.#opts.apiUrl}/admin/v1/orgs/${encodeURIComponent(this.#opts.orgId)}/events-stream?${q}`;
   }
 
-  async *#generate(): AsyncGenerator<Batch, void, undefined> {
+  protected override async *generate(): AsyncGenerator<Batch, void, undefined> {
     const { follow, intervalMs } = this.#opts;
     const { clock, metrics } = this.#deps;
     let poll = { startedMs: clock.now(), pages: 0, records: 0 };
