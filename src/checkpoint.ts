@@ -12,7 +12,8 @@ import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'n
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
-import { StateError } from './errors.js';
+import { describeError, StateError } from './errors.js';
+import type { Logger } from './log.js';
 import type { DedupeWindow } from './transforms/dedupe.js';
 import type { EpochCommit, ObjectKind, SinkJournal } from './sinks/object-sink.js';
 import { hourPath, parseRfc3339 } from './time.js';
@@ -50,6 +51,11 @@ export interface CheckpointState {
   totals: { fetched?: number; events: number; quarantined: number; duplicates: number; objects: number };
   updatedAt: string;
   lastRun?: RunSummary;
+  /**
+   * Replay progress by input name (src/replay.ts): units handed to complete objects, and whether
+   * the input was read to its end. Only replay writes it; `position` is then left as it is.
+   */
+  replay?: Record<string, { records: number; done: boolean }>;
 }
 
 export function newState(orgId: string, from: number): CheckpointState {
@@ -88,6 +94,14 @@ function checkState(path: string, json: unknown): CheckpointState {
   if (typeof s.seq !== 'number' || !Array.isArray(s.dedupe) || !s.dedupe.every((x) => typeof x === 'string')) throw invalid(path, 'bad seq or dedupe');
   if (typeof s.inflight !== 'object' || s.inflight === null) throw invalid(path, 'bad inflight');
   if (typeof s.totals !== 'object' || s.totals === null) throw invalid(path, 'bad totals');
+  if (s.replay !== undefined) {
+    const r = s.replay as unknown;
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(path, 'bad replay');
+    for (const v of Object.values(r)) {
+      const e = v as { records?: unknown; done?: unknown };
+      if (typeof e !== 'object' || e === null || !Number.isSafeInteger(e.records) || (e.records as number) < 0 || typeof e.done !== 'boolean') throw invalid(path, 'bad replay');
+    }
+  }
   // Files written before `fetched` was counted: every record then was one of the three.
   s.totals.fetched ??= s.totals.events + s.totals.quarantined + s.totals.duplicates;
   return s as CheckpointState;
@@ -113,6 +127,24 @@ export async function loadState(path: string): Promise<CheckpointState | undefin
 
 let saveCount = 0;
 
+/**
+ * The JSON of each dedupe window saved, by array: a commit makes a new snapshot array, and the
+ * saves until the next commit (object reservations, the run summary) write the same one again.
+ * The window is the bulk of the file (100,000 ids ≈ 4 MB), so it is serialised once per commit.
+ */
+const windowJson = new WeakMap<readonly string[], string>();
+
+/** The state as JSON, with the dedupe window's text reused when it is unchanged. */
+function stateJson(state: CheckpointState): string {
+  let window = windowJson.get(state.dedupe);
+  if (window === undefined) {
+    window = JSON.stringify(state.dedupe);
+    windowJson.set(state.dedupe, window);
+  }
+  const { dedupe: _omitted, ...rest } = state;
+  return `${JSON.stringify(rest).slice(0, -1)},"dedupe":${window}}`;
+}
+
 /** Writes the state atomically: a reader sees the old file or the new one, never a mix. */
 export async function saveState(path: string, state: CheckpointState): Promise<void> {
   state.updatedAt = new Date().toISOString();
@@ -120,7 +152,7 @@ export async function saveState(path: string, state: CheckpointState): Promise<v
   await mkdir(dirname(resolve(path)), { recursive: true });
   const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(JSON.stringify(state));
+    await fh.writeFile(stateJson(state));
     await fh.sync();
   } finally {
     await fh.close();
@@ -283,6 +315,8 @@ export interface StateJournalOptions {
   beforeCommit?: (commit: EpochCommit) => void;
   /** The lock on the state file, re-checked before every checkpoint write. */
   lock?: StateLock;
+  /** Records a committed position in the state. Default: it becomes `state.position` (replay keeps its own, see src/replay.ts). */
+  commitPosition?: (state: CheckpointState, position: Position) => void;
 }
 
 /** The SinkJournal backed by the state file. */
@@ -317,7 +351,8 @@ export class StateJournal implements SinkJournal {
   async commit(c: EpochCommit): Promise<void> {
     this.#opts.beforeCommit?.(c);
     const s = this.state;
-    s.position = c.position;
+    if (this.#opts.commitPosition === undefined) s.position = c.position;
+    else this.#opts.commitPosition(s, c.position);
     if (c.lastProcessedAt !== undefined && (s.lastProcessedAt === undefined || parseRfc3339(c.lastProcessedAt)! > parseRfc3339(s.lastProcessedAt)!)) {
       s.lastProcessedAt = c.lastProcessedAt;
     }
@@ -342,6 +377,37 @@ export class StateJournal implements SinkJournal {
     this.session.keys.push(...c.keys);
     this.#opts.lock?.verify();
     await saveState(this.#opts.path, s);
+  }
+}
+
+/**
+ * Records a run's summary in the state and saves it. A failure to save is logged, not thrown: the
+ * run's own outcome (or error) is what the caller reports.
+ */
+export async function saveRunSummary(
+  path: string,
+  state: CheckpointState,
+  lock: StateLock,
+  run: Omit<RunSummary, 'error'> & { failure: unknown },
+  logger: Logger,
+): Promise<void> {
+  const { failure, ...rest } = run;
+  state.lastRun = {
+    startedAt: rest.startedAt,
+    finishedAt: rest.finishedAt,
+    outcome: rest.outcome,
+    fetched: rest.fetched,
+    events: rest.events,
+    quarantined: rest.quarantined,
+    duplicates: rest.duplicates,
+    objects: rest.objects,
+    ...(failure === undefined ? {} : { error: describeError(failure) }),
+  };
+  try {
+    lock.verify();
+    await saveState(path, state);
+  } catch (err) {
+    logger.error('could not save the run summary', { error: describeError(err) });
   }
 }
 

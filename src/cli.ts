@@ -2,6 +2,7 @@
  * Thin: argv → config → pipeline; signals → AbortSignals; errors → one line and an exit code.
  *
  *   atlassian-audit-pipeline run [--once] --org-id ORG ...   collect (see --help)
+ *   atlassian-audit-pipeline replay INPUT... [--bucket ...]  archives through the same stages
  *   atlassian-audit-pipeline demo                           simulator → local directory, no setup
  *   atlassian-audit-pipeline simulate                       serve the built-in API simulator
  */
@@ -12,7 +13,8 @@ import { lockHolder, loadState, type CheckpointState, type RunSummary } from './
 import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
 import { DropoffAlarm, DROPOFF_MAX_MS, DROPOFF_MIN_MS } from './dropoff.js';
-import { createMetrics, isMetricPrefix } from './metrics.js';
+import { createMetrics, isMetricPrefix, type PipelineMetrics } from './metrics.js';
+import { runReplay, type ReplayOptions } from './replay.js';
 import { ProgressLine } from './progress.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkApiUrl } from './sources/atlassian-events.js';
@@ -27,6 +29,9 @@ Usage:
   atlassian-audit-pipeline run [--once] --org-id ORG [--api-url URL] [--from ISO|epoch-ms]
       [--bucket B --prefix P --quarantine-prefix Q [--s3-endpoint URL] [--s3-force-path-style]]
       [--out-dir DIR] [--state FILE] [--metrics-port N] [--interval DURATION] [options]
+  atlassian-audit-pipeline replay INPUT... [--bucket B --prefix P --quarantine-prefix Q
+      [--s3-endpoint URL] [--s3-force-path-style]] [--out-dir DIR] [--state FILE]
+      [--metrics-port N] [options]
   atlassian-audit-pipeline demo [--events N] [--out-dir DIR]
   atlassian-audit-pipeline simulate [--port N] [--events N] [--seed N]
   atlassian-audit-pipeline status [--state FILE] [--json]
@@ -78,6 +83,22 @@ AWS credentials and region come from the AWS SDK's usual chain.
   --progress auto|off        progress line while catching up (default auto: only when
                              stderr is a TTY)
 
+replay: reads archives of audit events through the same validate, normalise, dedupe and
+sink path as run. INPUT is a file, - for stdin, or s3://bucket/prefix (every object under it,
+in key order; read with the --s3-* settings). Each input may be zstd, gzip or plain (told by
+its first bytes), and hold JSON lines, a JSON array of events, an API page {"data":[...]}, or
+API pages one per line. Lines or records that are bad are quarantined with the input and line
+(or element) in the reason. The state file remembers how far each input got: running the same
+command again skips finished inputs and continues the others, so nothing is written twice.
+It takes run's sink, state, metrics and log flags (--bucket, --prefix, --quarantine-prefix,
+--s3-endpoint, --s3-force-path-style, --s3-region, --out-dir, --zstd-level,
+--object-max-bytes, --object-max-age, --part-size, --upload-concurrency, --sse,
+--sse-kms-key-id, --dedupe-window, --stop-timeout, --log-level, --log-format,
+--metrics-host, --metrics-prefix), and:
+  --state FILE               replay checkpoint (default ./atlassian-audit-replay-state.json)
+  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 0: off)
+  --batch-size N             records per batch, 1–100000 (default 500)
+
 status: prints a state file's checkpoint (position, newest processedAt written and its age, the
 dedupe window, reserved keys, totals), the last run's summary, and whether a run holds its lock.
 --state FILE (default ./atlassian-audit-state.json, or ATLASSIAN_AUDIT_STATE); --json for machine
@@ -89,7 +110,7 @@ ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment.
 Exit codes: 0 done (or stopped by SIGINT/SIGTERM after finishing objects in flight),
 1 unexpected, 2 configuration, 3 key rejected (401), 4 forbidden (403), 5 org not found (404),
 6 API failing after retries, 7 S3/sink failing after retries, 8 state file unusable or locked,
-130 aborted by a second signal.
+9 a replay input unreadable (missing, truncated or corrupt), 130 aborted by a second signal.
 `;
 
 const RUN_OPTIONS = {
@@ -128,13 +149,46 @@ const RUN_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type RunFlag = keyof typeof RUN_OPTIONS;
+/** `replay` takes `run`'s sink, state, metrics and log flags, and a batch size. */
+const REPLAY_OPTIONS = {
+  bucket: RUN_OPTIONS.bucket,
+  prefix: RUN_OPTIONS.prefix,
+  'quarantine-prefix': RUN_OPTIONS['quarantine-prefix'],
+  's3-endpoint': RUN_OPTIONS['s3-endpoint'],
+  's3-force-path-style': RUN_OPTIONS['s3-force-path-style'],
+  's3-region': RUN_OPTIONS['s3-region'],
+  'out-dir': RUN_OPTIONS['out-dir'],
+  state: RUN_OPTIONS.state,
+  'metrics-port': RUN_OPTIONS['metrics-port'],
+  'metrics-host': RUN_OPTIONS['metrics-host'],
+  'metrics-prefix': RUN_OPTIONS['metrics-prefix'],
+  'zstd-level': RUN_OPTIONS['zstd-level'],
+  'object-max-bytes': RUN_OPTIONS['object-max-bytes'],
+  'object-max-age': RUN_OPTIONS['object-max-age'],
+  'part-size': RUN_OPTIONS['part-size'],
+  'upload-concurrency': RUN_OPTIONS['upload-concurrency'],
+  sse: RUN_OPTIONS.sse,
+  'sse-kms-key-id': RUN_OPTIONS['sse-kms-key-id'],
+  'dedupe-window': RUN_OPTIONS['dedupe-window'],
+  'stop-timeout': RUN_OPTIONS['stop-timeout'],
+  'log-level': RUN_OPTIONS['log-level'],
+  'log-format': RUN_OPTIONS['log-format'],
+  'batch-size': { type: 'string' },
+  help: RUN_OPTIONS.help,
+} as const;
+
+type RunFlag = keyof typeof RUN_OPTIONS | keyof typeof REPLAY_OPTIONS;
 type Values = Partial<Record<RunFlag, string | boolean>>;
 
 /** Strict flag parsing; errors are ConfigErrors that never echo a stray argument (it may be a secret). */
 function parseFlags(argv: string[], options: ParseArgsConfig['options']): Record<string, unknown> {
+  return parseFlagsAndArgs(argv, options, false).values;
+}
+
+function parseFlagsAndArgs(argv: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): { values: Record<string, unknown>; positionals: string[] } {
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+    const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals });
+    return { values, positionals };
   } catch (err) {
     throw new ConfigError(`${(err as Error).message.replace(/^Unexpected argument '.*?'\./s, 'Unexpected argument.')} (see --help)`);
   }
@@ -206,6 +260,47 @@ function sseOptions(values: Values, env: NodeJS.ProcessEnv, bucket: string | und
   return { sse, sseKmsKeyId };
 }
 
+/** The sink flags shared by `run` and `replay`: --bucket and the S3 settings, or --out-dir. */
+function parseOutput(values: Values, env: NodeJS.ProcessEnv): PipelineOptions['output'] {
+  const bucket = get(values, 'bucket', env);
+  const outDir = get(values, 'out-dir', env);
+  if (bucket !== undefined && outDir !== undefined) throw new ConfigError('give --bucket or --out-dir, not both');
+  const partSize = size(values, 'part-size', env, 5 * 1024 * 1024);
+  const queueSize = int(values, 'upload-concurrency', env, 1, 64);
+  const endpoint = get(values, 's3-endpoint', env);
+  const region = get(values, 's3-region', env);
+  const { sse, sseKmsKeyId } = sseOptions(values, env, bucket);
+  return bucket !== undefined
+    ? {
+        kind: 's3',
+        bucket,
+        ...(endpoint === undefined ? {} : { endpoint }),
+        forcePathStyle: flag(values, 's3-force-path-style', env),
+        ...(region === undefined ? {} : { region }),
+        ...(partSize === undefined ? {} : { partSize }),
+        ...(queueSize === undefined ? {} : { queueSize }),
+        ...(sse === undefined ? {} : { sse }),
+        ...(sseKmsKeyId === undefined ? {} : { sseKmsKeyId }),
+      }
+    : { kind: 'local', dir: outDir ?? 'atlassian-audit-output' };
+}
+
+/** The log flags shared by `run` and `replay`. */
+function parseLog(values: Values, env: NodeJS.ProcessEnv): { logLevel: LogLevel; logFormat: 'json' | 'pretty' | undefined } {
+  const logLevel = (get(values, 'log-level', env) ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError('--log-level must be debug, info, warn or error');
+  const logFormat = get(values, 'log-format', env);
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('--log-format must be json or pretty');
+  return { logLevel, logFormat };
+}
+
+/** The metrics flags shared by `run` and `replay`. */
+function parseMetricsFlags(values: Values, env: NodeJS.ProcessEnv): { metricsPort: number; metricsHost: string; metricsPrefix: string } {
+  const metricsPrefix = get(values, 'metrics-prefix', env) ?? 'atlassian_audit_';
+  if (!isMetricPrefix(metricsPrefix)) throw new ConfigError(`--metrics-prefix must be letters, digits, _ and : and not start with a digit (got ${JSON.stringify(metricsPrefix)})`);
+  return { metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 9464, metricsHost: get(values, 'metrics-host', env) ?? '0.0.0.0', metricsPrefix };
+}
+
 export interface RunConfig {
   pipeline: Omit<PipelineOptions, 'signal' | 'abortSignal'>;
   metricsPort: number;
@@ -253,31 +348,8 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     if (typeof f !== 'number') throw new ConfigError(f.error);
     from = f;
   }
-  const bucket = get(values, 'bucket', env);
-  const outDir = get(values, 'out-dir', env);
-  if (bucket !== undefined && outDir !== undefined) throw new ConfigError('give --bucket or --out-dir, not both');
-  const partSize = size(values, 'part-size', env, 5 * 1024 * 1024);
-  const queueSize = int(values, 'upload-concurrency', env, 1, 64);
-  const endpoint = get(values, 's3-endpoint', env);
-  const region = get(values, 's3-region', env);
-  const { sse, sseKmsKeyId } = sseOptions(values, env, bucket);
-  const output: PipelineOptions['output'] = bucket !== undefined
-    ? {
-        kind: 's3',
-        bucket,
-        ...(endpoint === undefined ? {} : { endpoint }),
-        forcePathStyle: flag(values, 's3-force-path-style', env),
-        ...(region === undefined ? {} : { region }),
-        ...(partSize === undefined ? {} : { partSize }),
-        ...(queueSize === undefined ? {} : { queueSize }),
-        ...(sse === undefined ? {} : { sse }),
-        ...(sseKmsKeyId === undefined ? {} : { sseKmsKeyId }),
-      }
-    : { kind: 'local', dir: outDir ?? 'atlassian-audit-output' };
-  const logLevel = (get(values, 'log-level', env) ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError('--log-level must be debug, info, warn or error');
-  const logFormat = get(values, 'log-format', env);
-  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('--log-format must be json or pretty');
+  const output = parseOutput(values, env);
+  const { logLevel, logFormat } = parseLog(values, env);
   const pipeline: RunConfig['pipeline'] = {
     orgId: orgId.trim(),
     apiKey,
@@ -301,8 +373,6 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
   checkPrefixes(pipeline.prefix ?? DEFAULT_PREFIX, pipeline.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
-  const metricsPrefix = get(values, 'metrics-prefix', env) ?? 'atlassian_audit_';
-  if (!isMetricPrefix(metricsPrefix)) throw new ConfigError(`--metrics-prefix must be letters, digits, _ and : and not start with a digit (got ${JSON.stringify(metricsPrefix)})`);
   const dropoffText = get(values, 'dropoff-after', env);
   const dropoffAfterMs = dropoffText === undefined ? undefined : parseDuration(dropoffText);
   if (dropoffText !== undefined && (dropoffAfterMs === undefined || dropoffAfterMs < DROPOFF_MIN_MS || dropoffAfterMs > DROPOFF_MAX_MS)) {
@@ -312,9 +382,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   if (progress !== 'auto' && progress !== 'off') throw new ConfigError(`--progress must be auto or off (got ${JSON.stringify(progress)})`);
   return {
     pipeline,
-    metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 9464,
-    metricsHost: get(values, 'metrics-host', env) ?? '0.0.0.0',
-    metricsPrefix,
+    ...parseMetricsFlags(values, env),
     dropoffAfterMs,
     progress,
     logLevel,
@@ -387,6 +455,96 @@ function secretsOf(config: RunConfig | undefined, env: NodeJS.ProcessEnv): strin
   return [...knownSecrets, config?.pipeline.apiKey, env['ATLASSIAN_API_KEY']?.trim(), env['AWS_SECRET_ACCESS_KEY'], env['AWS_SESSION_TOKEN']].filter((s): s is string => s !== undefined && s !== '');
 }
 
+/** Serves /metrics, /healthz and /readyz unless the port is 0. */
+async function serveMetrics(config: { metricsPort: number; metricsHost: string }, metrics: PipelineMetrics, logger: Logger): Promise<MetricsServer | undefined> {
+  if (config.metricsPort === 0) return undefined;
+  try {
+    const server = await startMetricsServer({
+      port: config.metricsPort,
+      host: config.metricsHost,
+      registry: metrics.registry,
+      ready: metrics.isReady,
+    });
+    logger.info('metrics server listening', { port: server.port });
+    return server;
+  } catch (err) {
+    throw new ConfigError(`cannot serve metrics on port ${config.metricsPort}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)} (use --metrics-port 0 to disable)`);
+  }
+}
+
+export interface ReplayConfig {
+  replay: Omit<ReplayOptions, 'signal' | 'abortSignal'>;
+  metricsPort: number;
+  metricsHost: string;
+  metricsPrefix: string;
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty' | undefined;
+}
+
+/** argv (after `replay`) + environment → a validated configuration. Throws ConfigError. */
+export function parseReplayConfig(argv: string[], env: NodeJS.ProcessEnv): ReplayConfig {
+  const { values: raw, positionals } = parseFlagsAndArgs(argv, REPLAY_OPTIONS, true);
+  const values = raw as Values;
+  if (positionals.length === 0) throw new ConfigError('replay needs at least one input: a file, - for stdin, or s3://bucket/prefix (see --help)');
+  const output = parseOutput(values, env);
+  const endpoint = get(values, 's3-endpoint', env);
+  const region = get(values, 's3-region', env);
+  const replay: ReplayConfig['replay'] = {
+    inputs: positionals,
+    statePath: get(values, 'state', env) ?? 'atlassian-audit-replay-state.json',
+    output,
+    s3Input: { ...(endpoint === undefined ? {} : { endpoint }), forcePathStyle: flag(values, 's3-force-path-style', env), ...(region === undefined ? {} : { region }) },
+  };
+  const optional: Partial<ReplayConfig['replay']> = {
+    prefix: get(values, 'prefix', env),
+    quarantinePrefix: get(values, 'quarantine-prefix', env),
+    zstdLevel: int(values, 'zstd-level', env, 1, 19),
+    maxObjectBytes: size(values, 'object-max-bytes', env, 1024),
+    maxObjectAgeMs: duration(values, 'object-max-age', env, 100),
+    dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),
+    batchSize: int(values, 'batch-size', env, 1, 100_000),
+    stopTimeoutMs: duration(values, 'stop-timeout', env, 0),
+  };
+  for (const [k, v] of Object.entries(optional)) if (v !== undefined) (replay as unknown as Record<string, unknown>)[k] = v;
+  checkPrefixes(replay.prefix ?? DEFAULT_PREFIX, replay.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
+  // A replay is a job that ends: no metrics server unless asked for.
+  const metricsFlags = parseMetricsFlags(values, env);
+  return { replay, ...metricsFlags, metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 0, ...parseLog(values, env) };
+}
+
+async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const config = parseReplayConfig(argv, env);
+  const metrics = createMetrics({ prefix: config.metricsPrefix });
+  const logger = createLogger({
+    level: config.logLevel,
+    ...(config.logFormat === undefined ? {} : { format: config.logFormat }),
+    redact: secretsOf(undefined, env),
+    stream: process.stderr,
+  });
+  const server = await serveMetrics(config, metrics, logger);
+  const signals = signalControllers(logger);
+  try {
+    const result = await runReplay({ ...config.replay, signal: signals.stop.signal, abortSignal: signals.abort.signal }, { logger, metrics, ...faultInjection(env) });
+    process.stdout.write(
+      [
+        `records read:     ${result.fetched} (= written + quarantined + duplicates)`,
+        `events written:   ${result.events}`,
+        `objects:          ${result.objects}`,
+        `quarantined:      ${result.quarantined}`,
+        `duplicates:       ${result.duplicates}`,
+        `inputs finished:  ${result.finished.length}${result.skipped.length === 0 ? '' : ` (${result.skipped.length} skipped: finished by an earlier replay into this state)`}`,
+        `events under:     ${result.where}`,
+        `checkpoint:       ${result.statePath}`,
+        ...(result.stopped ? ['stopped: run the same command again to continue where it stopped'] : []),
+      ].join('\n') + '\n',
+    );
+    return 0;
+  } finally {
+    signals.dispose();
+    await server?.close();
+  }
+}
+
 async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const config = parseRunConfig(argv, env);
   const metrics = createMetrics({ prefix: config.metricsPrefix });
@@ -404,20 +562,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   // /readyz and the `ready` gauge: the last page succeeded within two poll intervals.
   metrics.health.readyWithinMs = 2 * (config.pipeline.intervalMs ?? 300_000);
   const dropoff = config.dropoffAfterMs === undefined ? undefined : new DropoffAlarm({ afterMs: config.dropoffAfterMs }, { metrics, logger });
-  let server: MetricsServer | undefined;
-  if (config.metricsPort !== 0) {
-    try {
-      server = await startMetricsServer({
-        port: config.metricsPort,
-        host: config.metricsHost,
-        registry: metrics.registry,
-        ready: metrics.isReady,
-      });
-      logger.info('metrics server listening', { port: server.port });
-    } catch (err) {
-      throw new ConfigError(`cannot serve metrics on port ${config.metricsPort}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)} (use --metrics-port 0 to disable)`);
-    }
-  }
+  const server = await serveMetrics(config, metrics, logger);
   const signals = signalControllers(logger);
   dropoff?.start();
   progress?.start();
@@ -560,6 +705,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   try {
     if (command === 'run') return await commandRun(rest, env);
+    if (command === 'replay') return await commandReplay(rest, env);
     if (command === 'demo') return await commandDemo(rest);
     if (command === 'simulate') return await commandSimulate(rest);
     if (command === 'status') return await commandStatus(rest, env);

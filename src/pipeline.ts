@@ -24,7 +24,7 @@ import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Dispatcher } from 'undici';
-import { acquireLock, loadState, newState, saveState, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
+import { acquireLock, loadState, newState, saveRunSummary, saveState, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { systemClock, type Clock } from './clock.js';
 import { AbortError, ApiError, ConfigError, describeError, PipelineError, SinkError, StateError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
@@ -198,6 +198,46 @@ export function checkPrefixes(prefix: string, quarantinePrefix: string): void {
   }
 }
 
+/** How a run stops: `teardown` aborts the streams (the caller's abortSignal, or a graceful stop that ran out of time). */
+export interface StopControl {
+  readonly teardown: AbortController;
+  /** A graceful stop took longer than stopTimeoutMs, and objects in flight were aborted. */
+  readonly timedOut: boolean;
+  dispose(): void;
+}
+
+/** Watches `signal` (graceful: a timer of stopTimeoutMs, then teardown) and `abortSignal` (teardown at once). */
+export function stopControl(options: { signal?: AbortSignal; abortSignal?: AbortSignal; stopTimeoutMs?: number }, logger: Logger): StopControl {
+  const teardown = new AbortController();
+  let timedOut = false;
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => teardown.abort();
+  const onStop = (): void => {
+    const ms = options.stopTimeoutMs ?? 20_000;
+    logger.info('stopping: completing objects in flight', { stopTimeoutMs: ms });
+    timer = setTimeout(() => {
+      timedOut = true;
+      logger.warn('objects in flight did not complete in time; aborting them (the next run collects their events again)', { stopTimeoutMs: ms });
+      teardown.abort();
+    }, ms);
+  };
+  if (options.abortSignal?.aborted) teardown.abort();
+  options.abortSignal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onStop();
+  else options.signal?.addEventListener('abort', onStop, { once: true });
+  return {
+    teardown,
+    get timedOut() {
+      return timedOut;
+    },
+    dispose() {
+      clearTimeout(timer);
+      options.abortSignal?.removeEventListener('abort', onAbort);
+      options.signal?.removeEventListener('abort', onStop);
+    },
+  };
+}
+
 /** Errors a restart cannot fix: everything but the API or S3 failing for a while. */
 function isFatal(err: unknown): boolean {
   return !(err instanceof ApiError || err instanceof SinkError);
@@ -229,24 +269,8 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   const totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
   let outcome: RunSummary['outcome'] = 'error';
   let failure: unknown;
-  // Tears the stream down: the caller's abortSignal, or a graceful stop that ran out of time.
-  const teardown = new AbortController();
-  let stopTimedOut = false;
-  let stopTimer: NodeJS.Timeout | undefined;
-  const onAbort = (): void => teardown.abort();
-  const onStop = (): void => {
-    const ms = options.stopTimeoutMs ?? 20_000;
-    logger.info('stopping: completing objects in flight', { stopTimeoutMs: ms });
-    stopTimer = setTimeout(() => {
-      stopTimedOut = true;
-      logger.warn('objects in flight did not complete in time; aborting them (the next run collects their events again)', { stopTimeoutMs: ms });
-      teardown.abort();
-    }, ms);
-  };
-  if (options.abortSignal?.aborted) teardown.abort();
-  options.abortSignal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onStop();
-  else options.signal?.addEventListener('abort', onStop, { once: true });
+  const stop = stopControl(options, logger);
+  const { teardown } = stop;
   try {
     state = await loadState(statePath);
     if (state === undefined) {
@@ -314,7 +338,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         break;
       } catch (err) {
         addTotals(totals, journal);
-        if (stopTimedOut && options.abortSignal?.aborted !== true) break;
+        if (stop.timedOut && options.abortSignal?.aborted !== true) break;
         if (teardown.signal.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
         if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
         const delay = options.restartDelayMs ?? 30_000;
@@ -334,31 +358,15 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       statePath,
       where: outputWhere(options.output, prefix),
       stopped: options.signal?.aborted === true,
-      abandoned: stopTimedOut,
+      abandoned: stop.timedOut,
     };
   } catch (err) {
     failure = err;
     throw err;
   } finally {
-    clearTimeout(stopTimer);
-    options.abortSignal?.removeEventListener('abort', onAbort);
-    options.signal?.removeEventListener('abort', onStop);
+    stop.dispose();
     if (state !== undefined) {
-      state.lastRun = {
-        startedAt,
-        finishedAt: new Date(clock.now()).toISOString(),
-        outcome,
-        fetched: totals.fetched,
-        events: totals.events,
-        quarantined: totals.quarantined,
-        duplicates: totals.duplicates,
-        objects: totals.objects,
-        ...(failure === undefined ? {} : { error: describeError(failure) }),
-      };
-      await Promise.resolve()
-        .then(() => lock.verify())
-        .then(() => saveState(statePath, state!))
-        .catch((err: unknown) => logger.error('could not save the run summary', { error: describeError(err) }));
+      await saveRunSummary(statePath, state, lock, { startedAt, finishedAt: new Date(clock.now()).toISOString(), outcome, ...totals, failure }, logger);
     }
     if (ownsClient) s3?.destroy();
     lock.release();
