@@ -14,7 +14,7 @@ import { ConfigError, describeError, PipelineError, StateError } from './errors.
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
 import { DropoffAlarm, DROPOFF_MAX_MS, DROPOFF_MIN_MS } from './dropoff.js';
 import { createMetrics, isMetricPrefix, type PipelineMetrics } from './metrics.js';
-import { runReplay, type ReplayOptions } from './replay.js';
+import { REPLAY_ORG_ID, runReplay, type ReplayOptions } from './replay.js';
 import { ProgressLine } from './progress.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkApiUrl } from './sources/atlassian-events.js';
@@ -53,7 +53,7 @@ AWS credentials and region come from the AWS SDK's usual chain.
   --quarantine-prefix Q      key prefix for invalid records (default ${DEFAULT_QUARANTINE_PREFIX})
   --s3-endpoint URL          S3-compatible endpoint (radosgw, MinIO)
   --s3-force-path-style      path-style addressing (most S3-compatible servers need it)
-  --s3-region REGION         region (default: the SDK's chain, else us-east-1)
+  --s3-region REGION         region (default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1)
   --out-dir DIR              local-directory sink (default ./atlassian-audit-output when no --bucket)
   --state FILE               checkpoint file (default ./atlassian-audit-state.json)
   --metrics-port N           serve /metrics, /healthz, /readyz on N (default 9464; 0 disables)
@@ -662,6 +662,7 @@ export async function readStatus(statePath: string, now = Date.now()): Promise<R
     reservedKeys: state.inflight,
     totals: state.totals,
     lastRun: state.lastRun ?? null,
+    ...(state.replay === undefined ? {} : { replay: state.replay }),
     running: holder === undefined ? false : holder.running,
     ...(holder === undefined ? {} : { lock: { pid: holder.pid, stale: !holder.running } }),
   };
@@ -681,12 +682,22 @@ async function commandStatus(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   const run = s['lastRun'] as RunSummary | null;
   const lock = s['lock'] as { pid: number; stale: boolean } | undefined;
   const reserved = Object.entries(s['reservedKeys'] as Record<string, string>);
+  const replay = s['replay'] as Record<string, { records: number; done: boolean }> | undefined;
+  const isReplay = s['orgId'] === REPLAY_ORG_ID;
+  const inputs = Object.entries(replay ?? {});
+  const replayLines = replay === undefined
+    ? []
+    : [
+        `replay inputs:     ${inputs.length} (${inputs.filter(([, v]) => v.done).length} finished)`,
+        ...inputs.slice(0, 20).map(([name, v]) => `  ${name}: ${v.records} records${v.done ? ', finished' : ', in progress'}`),
+        ...(inputs.length > 20 ? [`  … and ${inputs.length - 20} more (--json lists them all)`] : []),
+      ];
   const lines = [
-    `state:             ${String(s['state'])} (org ${String(s['orgId'])}, stateId ${String(s['stateId'])})`,
-    `position:          ${pos.cursor !== undefined ? `cursor ${pos.cursor.length > 24 ? `${pos.cursor.slice(0, 24)}… (${pos.cursor.length} chars)` : pos.cursor}` : `from ${pos.from}`}, ${pos.skip} records of its page handled`,
+    `state:             ${String(s['state'])} (${isReplay ? 'replay' : `org ${String(s['orgId'])}`}, stateId ${String(s['stateId'])})`,
+    ...replayLines,
+    ...(isReplay ? [] : [`position:          ${pos.cursor !== undefined ? `cursor ${pos.cursor.length > 24 ? `${pos.cursor.slice(0, 24)}… (${pos.cursor.length} chars)` : pos.cursor}` : `from ${pos.from}`}, ${pos.skip} records of its page handled`]),
     `checkpoint saved:  ${ago(s['checkpointSavedAt'] as string, now)}`,
-    `last processedAt:  ${ago((s['lastProcessedAt'] as string | null) ?? undefined, now)}`,
-    `collecting since:  ${String(s['collectingSince'])}`,
+    ...(isReplay ? [] : [`last processedAt:  ${ago((s['lastProcessedAt'] as string | null) ?? undefined, now)}`, `collecting since:  ${String(s['collectingSince'])}`]),
     `dedupe window:     ${String(s['dedupeWindowIds'])} ids`,
     `reserved keys:     ${reserved.length === 0 ? 'none' : reserved.map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `totals:            fetched ${t.fetched ?? 0}, written ${t.events}, quarantined ${t.quarantined}, duplicates ${t.duplicates}, objects ${t.objects}`,

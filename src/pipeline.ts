@@ -1,5 +1,5 @@
 /**
- * The only place stages are wired.
+ * Where the collector's stages are wired (replay wires the same stages behind its own source: src/replay.ts).
  *
  *   atlassian-events ──Batch──▶ validate ──Batch──▶ normalize-time ──Batch──▶ dedupe ──Batch──▶ object-sink
  *   (Readable, hwm 1)      (Transform, hwm 1+1)   (Transform, hwm 1+1)    (Transform, hwm 1+1)  (Writable, hwm 1)

@@ -95,8 +95,11 @@ export interface ReplayResult {
   abandoned: boolean;
 }
 
-/** Counts records on their way from the source (the `events_received` metric). */
-function countReceived(metrics: PipelineMetrics): Transform {
+/**
+ * Counts records on their way from the source (the `events_received` metric) and notes each
+ * batch read as the input side's success, which readiness (/readyz) asks of a page otherwise.
+ */
+function countReceived(metrics: PipelineMetrics, clock: Clock): Transform {
   return new Transform({
     objectMode: true,
     highWaterMark: 1,
@@ -104,6 +107,7 @@ function countReceived(metrics: PipelineMetrics): Transform {
       const n = batch.records.length + (batch.fetched ?? 0);
       metrics.eventsReceived.inc(n);
       metrics.health.received += n;
+      metrics.health.lastPageOkMs = clock.now();
       cb(null, batch);
     },
   });
@@ -136,8 +140,13 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
   let outcome: RunSummary['outcome'] = 'error';
   let failure: unknown;
   try {
-    state = await loadState(statePath);
-    if (state === undefined) state = newState(REPLAY_ORG_ID, 0);
+    const loaded = await loadState(statePath);
+    if (loaded !== undefined && loaded.orgId !== REPLAY_ORG_ID) {
+      // A collector's checkpoint: its run summary, totals and dedupe window are the collector's,
+      // and are left as they are.
+      throw new StateError(`state file ${statePath} is the collector's checkpoint for org ${loaded.orgId}; replay keeps a state of its own (--state, default ./atlassian-audit-replay-state.json)`);
+    }
+    state = loaded ?? newState(REPLAY_ORG_ID, 0);
     const progress = (state.replay ??= {});
     await saveState(statePath, state);
 
@@ -184,9 +193,10 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
     const dedupe = createDedupe({ window });
     const stages: Array<Readable | Transform> = [source];
     if (deps.metrics !== undefined) {
-      const count = countReceived(deps.metrics);
+      const count = countReceived(deps.metrics, clock);
       stages.push(count);
-      measureBackpressure(source, count, 'source', deps.metrics);
+      // The counter passes batches straight on: the time it waits is the source's.
+      measureBackpressure(count, validate, 'source', deps.metrics);
       measureBackpressure(validate, normalize, 'validate', deps.metrics);
       measureBackpressure(normalize, dedupe, 'normalize_time', deps.metrics);
       measureBackpressure(dedupe, sink, 'dedupe', deps.metrics);

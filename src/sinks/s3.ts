@@ -39,7 +39,7 @@ export interface S3ClientOptions {
   endpoint?: string;
   /** Path-style addressing, needed by most S3-compatible servers. Default false. */
   forcePathStyle?: boolean;
-  /** Region. Default: the SDK's chain (AWS_REGION, profile), else us-east-1. */
+  /** Region. Default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
   region?: string;
   /** Attempts per request, retries included. Default 6. */
   maxAttempts?: number;

@@ -34,7 +34,8 @@ import { pick } from 'stream-json/filters/pick.js';
 import { streamArray } from 'stream-json/streamers/stream-array.js';
 import { withParser } from 'stream-json/utils/with-parser.js';
 import { InputError } from '../errors.js';
-import { withOrigin, type QuarantineRecord } from '../types.js';
+import { RAW_TEXT, withOrigin, type QuarantineRecord } from '../types.js';
+import { timeValueRange } from './page-scan.js';
 
 /** Longest line held whole; a longer one is quarantined with its first {@link LONG_LINE_HEAD} bytes. */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -368,6 +369,7 @@ export class InputReader {
           this.skipped++;
           continue;
         }
+        attachLineText(value, s);
         yield { record: value, origin: `${name} line ${line.no}` };
         continue;
       }
@@ -420,7 +422,7 @@ export class InputReader {
         this.skipped++;
         continue;
       }
-      yield { record: item.value, origin: format === 'array' ? `${name} element ${i}` : `${name} data[${i}]` };
+      yield { record: ownId(item.value), origin: format === 'array' ? `${name} element ${i}` : `${name} data[${i}]` };
     }
     if (!sawData) throw new InputError(name, `replay input ${name} is a JSON object without a "data" array (neither JSON lines nor an API page)`);
   }
@@ -452,4 +454,36 @@ function codecDetail(err: unknown): string {
   if (exit !== null) return exit[2] !== 'null' ? `killed by ${exit[2]}` : `exited with code ${exit[1]}`;
   if ((err as { code?: unknown }).code === 'EPIPE') return 'stopped reading before the end of its input';
   return m;
+}
+
+/**
+ * Marks an event parsed from one line with the line as its text (RAW_TEXT), so the sink writes
+ * the line as received instead of serialising the event again (normalize-time drops the mark
+ * when it rewrites the time). Only when the line can be vouched for: an object, no line break
+ * inside, and `attributes`/`time` keys that are neither escaped nor repeated (see
+ * timeValueRange): JSON.parse keeps the last of two keys, and a line that still held the first
+ * would read differently elsewhere.
+ */
+function attachLineText(value: unknown, line: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+  let from = 0;
+  let to = line.length;
+  while (from < to && isJsonSpace(line.charCodeAt(from))) from++;
+  while (to > from && isJsonSpace(line.charCodeAt(to - 1))) to--;
+  const text = from === 0 && to === line.length ? line : line.slice(from, to);
+  if (text.includes('\r') || timeValueRange(text, 0, text.length) === undefined) return;
+  Object.defineProperty(value, RAW_TEXT, { value: text, writable: true, configurable: true, enumerable: false });
+}
+
+/**
+ * The record, with its `id` string copied. stream-json cuts strings out of the text it has read
+ * (V8 keeps such a substring as a slice of its parent, the whole chunk), and the dedupe window
+ * keeps 100,000 ids: each would keep a chunk of the input alive, hundreds of MB in all.
+ */
+function ownId(record: unknown): unknown {
+  if (typeof record === 'object' && record !== null && !Array.isArray(record)) {
+    const id = (record as { id?: unknown }).id;
+    if (typeof id === 'string' && id.length >= 13) (record as { id: string }).id = JSON.parse(JSON.stringify(id)) as string;
+  }
+  return record;
 }

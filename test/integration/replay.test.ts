@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
+import { newState, saveState } from '../../src/checkpoint.js';
 import { createSimulator } from '../../src/simulator/index.js';
 import { normalizeTime } from '../../src/transforms/normalize-time.js';
 import type { AuditEvent } from '../../src/types.js';
@@ -90,6 +91,11 @@ test('a replay killed between objects and checkpoint resumes: every event exactl
   assert.match(again.stdout, /events written: +0\n/);
   assert.match(again.stdout, /2 skipped/);
   assert.equal((await eventsIn(out)).length, 4000);
+  const status = await runCli(['status', '--state', join(dir, 'state.json')]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /^replay inputs: +2 \(2 finished\)$/m);
+  assert.match(status.stdout, /b\.bin: 1500 records, finished/);
+  assert.doesNotMatch(status.stdout, /^position:/m, 'a replay state has no API position to show');
 });
 
 test('a truncated zstd input fails with exit 9 naming it, and commits nothing for it', async () => {
@@ -167,4 +173,13 @@ test('replay refuses bad flags and a missing input clearly', async () => {
   const missing = await runCli(['replay', join(dir, 'nope.jsonl'), '--out-dir', join(dir, 'out'), '--state', join(dir, 's.json')]);
   assert.equal(missing.code, 9);
   assert.match(missing.stderr, /nope\.jsonl/);
+  // The collector's checkpoint is not replay's: refused, and left exactly as it was.
+  const collector = join(dir, 'collector.json');
+  await saveState(collector, newState('org-1', 0));
+  const before = await readFile(collector, 'utf8');
+  await writeFile(join(dir, 'one.jsonl'), eventLines(1)[0] + '\n');
+  const shared = await runCli(['replay', join(dir, 'one.jsonl'), '--out-dir', join(dir, 'out'), '--state', collector]);
+  assert.equal(shared.code, 8, shared.stderr);
+  assert.match(shared.stderr, /collector's checkpoint for org org-1; replay keeps a state of its own/);
+  assert.equal(await readFile(collector, 'utf8'), before);
 });
