@@ -6,6 +6,20 @@ export { createAtlassianEventsSource, parsePage, retryHintMs, type AtlassianEven
 export { attachRawText, dataElementOffsets, MAX_RAW_DEPTH, timeValueRange } from './sources/page-scan.js';
 export { processPage, guessNextCursor, type ProcessedPage, type ProcessPageOptions, type QuarantineEntry } from './sources/page-process.js';
 export { PageProcessor } from './sources/page-workers.js';
+export {
+  createReplaySource,
+  fileInput,
+  stdinInput,
+  s3Inputs,
+  parseS3Url,
+  replayPosition,
+  readReplayPosition,
+  type ReplayInput,
+  type ReplayProgress,
+  type ReplaySourceOptions,
+  type ReplaySourceDeps,
+} from './sources/replay.js';
+export { runReplay, REPLAY_ORG_ID, type ReplayOptions, type ReplayDeps, type ReplayResult } from './replay.js';
 export { createValidate, validateRecord, validateBatch, validateLoose, type ValidateOptions } from './transforms/validate.js';
 export { createNormalizeTime, normalizeTime, normalizeEvent, normalizeBatch, type NormalizeTimeOptions } from './transforms/normalize-time.js';
 export { createDedupe, dedupeBatch, admitLoose, DedupeWindow, DEFAULT_DEDUPE_WINDOW, type DedupeOptions, type DedupeStage } from './transforms/dedupe.js';
