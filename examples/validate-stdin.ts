@@ -15,14 +15,26 @@
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import split2 from 'split2';
-import { createNormalizeTime, createQuarantineRoute, createValidate, describeError } from 'atlassian-audit-pipeline';
+import { createNormalizeTime, createQuarantineRoute, createValidate, describeError, quarantineLine, TOO_DEEP, truncateDepth } from 'atlassian-audit-pipeline';
 
-/** Each event as one JSON line. Only events reach it: quarantine-route took everything else. */
+/**
+ * Each event as one JSON line. Only events reach it: quarantine-route took everything else. An
+ * event nested too deeply for JSON.stringify (JSON.parse reads any depth) is quarantined too, as
+ * a truncated copy, rather than failing the run.
+ */
 function toJsonLines(): Transform {
   return new Transform({
     writableObjectMode: true,
     transform(event: unknown, _enc, cb) {
-      cb(null, `${JSON.stringify(event)}\n`);
+      let line: string;
+      try {
+        line = `${JSON.stringify(event)}\n`;
+      } catch {
+        process.stderr.write(quarantineLine({ reason: TOO_DEEP, record: truncateDepth(event) }));
+        cb();
+        return;
+      }
+      cb(null, line);
     },
   });
 }

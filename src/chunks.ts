@@ -30,11 +30,15 @@ export function isQuarantined(chunk: unknown): chunk is QuarantinedChunk {
   return typeof chunk === 'object' && chunk !== null && (chunk as { [QUARANTINED]?: unknown })[QUARANTINED] === true;
 }
 
-/** Whether `chunk` is a {@link Batch} (rather than a loose record, event or quarantine chunk). */
+/**
+ * Whether `chunk` is a {@link Batch} (rather than a loose record, event or quarantine chunk): the
+ * Batch fields with their types, and no `id` (every audit event has one, a Batch never does, so
+ * an event that happens to carry such fields is still an event).
+ */
 export function isBatch(chunk: unknown): chunk is Batch {
-  if (typeof chunk !== 'object' || chunk === null) return false;
+  if (typeof chunk !== 'object' || chunk === null || Object.hasOwn(chunk, 'id')) return false;
   const b = chunk as Partial<Batch>;
-  return Array.isArray(b.records) && Array.isArray(b.events) && Array.isArray(b.quarantined) && typeof b.position === 'object' && b.position !== null;
+  return Array.isArray(b.records) && Array.isArray(b.events) && Array.isArray(b.quarantined) && typeof b.hour === 'number' && typeof b.position === 'object' && b.position !== null;
 }
 
 /** A loose record given as JSON text (a string or bytes, one trailing newline allowed), parsed; or why it cannot be. */

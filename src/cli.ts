@@ -40,7 +40,8 @@ Usage:
 run: collects every event of the organization from the events-stream API, validates it,
 normalises attributes.time, drops duplicate ids and writes zstd JSON-lines objects.
 The API key comes from ATLASSIAN_API_KEY (or --api-key-file), never from a flag value.
-AWS credentials and region come from the AWS SDK's usual chain.
+AWS credentials come from the AWS SDK's usual chain; the region from --s3-region, else
+AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
 
   --once                     collect until caught up, complete every object, save, exit 0
   --org-id ORG               organization id (required)
@@ -95,8 +96,10 @@ It takes run's sink, state, metrics and log flags (--bucket, --prefix, --quarant
 --object-max-bytes, --object-max-age, --part-size, --upload-concurrency, --sse,
 --sse-kms-key-id, --dedupe-window, --stop-timeout, --log-level, --log-format,
 --metrics-host, --metrics-prefix), and:
-  --state FILE               replay checkpoint (default ./atlassian-audit-replay-state.json)
-  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 0: off)
+  --state FILE               replay checkpoint (default ./atlassian-audit-replay-state.json;
+                             never ATLASSIAN_AUDIT_STATE, which is the collector's)
+  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 0: off; never
+                             ATLASSIAN_AUDIT_METRICS_PORT)
   --batch-size N             records per batch, 1–100000 (default 500)
 
 status: prints a state file's checkpoint (position, newest processedAt written and its age, the
@@ -105,7 +108,8 @@ dedupe window, reserved keys, totals), the last run's summary, and whether a run
 output. Exit 8 if the file does not exist or is unusable.
 
 Every valued flag can also come from the environment as ATLASSIAN_AUDIT_<FLAG>, e.g.
-ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment.
+ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment. replay takes
+--state and --metrics-port from its flags only.
 
 Exit codes: 0 done (or stopped by SIGINT/SIGTERM after finishing objects in flight),
 1 unexpected, 2 configuration, 3 key rejected (401), 4 forbidden (403), 5 org not found (404),
@@ -491,7 +495,8 @@ export function parseReplayConfig(argv: string[], env: NodeJS.ProcessEnv): Repla
   const region = get(values, 's3-region', env);
   const replay: ReplayConfig['replay'] = {
     inputs: positionals,
-    statePath: get(values, 'state', env) ?? 'atlassian-audit-replay-state.json',
+    // Not from ATLASSIAN_AUDIT_STATE: in a collector's environment that names the collector's state.
+    statePath: get(values, 'state', {}) ?? 'atlassian-audit-replay-state.json',
     output,
     s3Input: { ...(endpoint === undefined ? {} : { endpoint }), forcePathStyle: flag(values, 's3-force-path-style', env), ...(region === undefined ? {} : { region }) },
   };
@@ -507,9 +512,10 @@ export function parseReplayConfig(argv: string[], env: NodeJS.ProcessEnv): Repla
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (replay as unknown as Record<string, unknown>)[k] = v;
   checkPrefixes(replay.prefix ?? DEFAULT_PREFIX, replay.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX);
-  // A replay is a job that ends: no metrics server unless asked for.
+  // A replay is a job that ends: no metrics server unless its flag asks for one (not from
+  // ATLASSIAN_AUDIT_METRICS_PORT, which in a collector's environment is the collector's port).
   const metricsFlags = parseMetricsFlags(values, env);
-  return { replay, ...metricsFlags, metricsPort: int(values, 'metrics-port', env, 0, 65535) ?? 0, ...parseLog(values, env) };
+  return { replay, ...metricsFlags, metricsPort: int(values, 'metrics-port', {}, 0, 65535) ?? 0, ...parseLog(values, env) };
 }
 
 async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

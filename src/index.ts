@@ -2,6 +2,7 @@
 export * from './types.js';
 export * from './errors.js';
 export { isBatch, isQuarantined, quarantined, parseLooseText, type QuarantinedChunk } from './chunks.js';
+export { TOO_DEEP, truncateDepth } from './record-text.js';
 export { createAtlassianEventsSource, parsePage, retryHintMs, type AtlassianEventsOptions, type AtlassianEventsDeps, type AtlassianEventsSource } from './sources/atlassian-events.js';
 export { attachRawText, dataElementOffsets, MAX_RAW_DEPTH, timeValueRange } from './sources/page-scan.js';
 export { processPage, guessNextCursor, type ProcessedPage, type ProcessPageOptions, type QuarantineEntry } from './sources/page-process.js';

@@ -113,6 +113,26 @@ function countReceived(metrics: PipelineMetrics, clock: Clock): Transform {
   });
 }
 
+/** Sets an input's progress as an own property, whatever its name (`__proto__` included). */
+function setProgress(state: CheckpointState, name: string, p: ReplayProgress): void {
+  Object.defineProperty(state.replay!, name, { value: p, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * Whether an object listed under an `s3://` input is one this replay writes: in the output
+ * bucket, under the events or quarantine prefix. Reading those would replay the replay's own
+ * output on a rerun (and quarantine its quarantine records again), so they are left out.
+ */
+function isOwnOutput(name: string, arg: string, output: OutputOptions, prefix: string, quarantinePrefix: string, logger: Logger): boolean {
+  if (output.kind !== 's3') return false;
+  const own = `s3://${output.bucket}/`;
+  if (!name.startsWith(own)) return false;
+  const key = name.slice(own.length);
+  if (!key.startsWith(prefix) && !key.startsWith(quarantinePrefix)) return false;
+  logger.warn('left out of the replay: the object is under the output prefix this replay writes to', { input: arg, object: name });
+  return true;
+}
+
 /** Replays `options.inputs` into the output, exactly once across reruns on the same state file. */
 export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): Promise<ReplayResult> {
   const prefix = options.prefix ?? DEFAULT_PREFIX;
@@ -153,14 +173,18 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
     const inputs: ReplayInput[] = [];
     for (const arg of options.inputs) {
       if (arg === '-') inputs.push(stdinInput(deps.stdin));
-      else if (arg.startsWith('s3://')) inputs.push(...(await s3Inputs(s3!, arg)));
-      else inputs.push(fileInput(arg));
+      else if (arg.startsWith('s3://')) inputs.push(...(await s3Inputs(s3!, arg)).filter((i) => !isOwnOutput(i.name, arg, options.output, prefix, quarantinePrefix, logger)));
+      // Progress is kept by name: the absolute path, so `a.jsonl` and `./a.jsonl` are one input,
+      // and a rerun from another directory does not take another file for it.
+      else inputs.push(fileInput(resolve(arg)));
     }
     const names = inputs.map((i) => i.name);
     if (new Set(names).size !== names.length) throw new ConfigError('an input is named twice (directly, or through an s3:// prefix): each is replayed once');
-    const skipped = names.filter((n) => n !== '-' && progress[n]?.done === true);
-    const resume: Record<string, ReplayProgress> = {};
-    for (const n of names) if (n !== '-' && progress[n] !== undefined) resume[n] = progress[n]!;
+    // Own keys only: an input named "constructor" or "__proto__" is an input like any other.
+    const prior = (n: string): ReplayProgress | undefined => (Object.hasOwn(progress, n) ? progress[n] : undefined);
+    const skipped = names.filter((n) => n !== '-' && prior(n)?.done === true);
+    const resume: Record<string, ReplayProgress> = Object.create(null) as Record<string, ReplayProgress>;
+    for (const n of names) if (n !== '-' && prior(n) !== undefined) resume[n] = prior(n)!;
 
     // A commit at input k: its units so far, and every input before it read to its end.
     const order = new Map(names.map((n, i) => [n, i]));
@@ -171,12 +195,12 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
       const k = order.get(p.name) ?? -1;
       for (let i = 0; i < k; i++) markDone(s, names[i]!);
       if (p.done) finished.add(p.name);
-      if (p.name !== '-') s.replay![p.name] = { records: p.records, done: p.done };
+      if (p.name !== '-') setProgress(s, p.name, { records: p.records, done: p.done });
     };
     const markDone = (s: CheckpointState, name: string): void => {
-      if (finished.has(name) || s.replay![name]?.done === true) return;
+      if (finished.has(name) || prior(name)?.done === true) return;
       finished.add(name);
-      if (name !== '-') s.replay![name] = { records: s.replay![name]?.records ?? 0, done: true };
+      if (name !== '-') setProgress(s, name, { records: prior(name)?.records ?? 0, done: true });
     };
 
     const window = new DedupeWindow(options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW, state.dedupe);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRunConfig } from '../src/cli.js';
+import { parseReplayConfig, parseRunConfig } from '../src/cli.js';
 import { ConfigError } from '../src/errors.js';
 
 const ENV = { ATLASSIAN_API_KEY: 'cli-config-test-key' };
@@ -78,4 +78,19 @@ test('--page-workers takes 0 to 8 (ATLASSIAN_AUDIT_PAGE_WORKERS too) and reaches
   assert.equal(parseRunConfig(S3, ENV).pipeline.pageWorkers, undefined);
   rejects([...S3, '--page-workers', '9'], /--page-workers must be a whole number from 0 to 8/);
   rejects([...S3, '--page-workers', 'two'], /--page-workers must be a whole number from 0 to 8/);
+});
+
+test('replay: the sink flags as run has them, --state and --metrics-port from flags only, inputs as arguments', () => {
+  const collectorEnv = { ATLASSIAN_AUDIT_STATE: '/var/lib/collector/state.json', ATLASSIAN_AUDIT_METRICS_PORT: '9464', ATLASSIAN_AUDIT_BUCKET: 'from-env' };
+  const c = parseReplayConfig(['a.jsonl', 's3://b/p/', '-', '--prefix', 'x/', '--batch-size', '100'], collectorEnv);
+  assert.deepEqual(c.replay.inputs, ['a.jsonl', 's3://b/p/', '-']);
+  assert.equal(c.replay.statePath, 'atlassian-audit-replay-state.json', "not the collector's state");
+  assert.equal(c.metricsPort, 0, "not the collector's port");
+  assert.deepEqual(c.replay.output, { kind: 's3', bucket: 'from-env', forcePathStyle: false }, 'other variables still apply');
+  assert.equal(c.replay.batchSize, 100);
+  assert.equal(parseReplayConfig(['a', '--state', 's.json', '--metrics-port', '9470'], {}).replay.statePath, 's.json');
+  assert.equal(parseReplayConfig(['a', '--metrics-port', '9470'], {}).metricsPort, 9470);
+  assert.throws(() => parseReplayConfig([], {}), /at least one input/);
+  assert.throws(() => parseReplayConfig(['a', '--batch-size', '0'], {}), /--batch-size must be a whole number from 1/);
+  assert.throws(() => parseReplayConfig(['a', '--once'], {}), /Unknown option '--once'/);
 });

@@ -74,6 +74,21 @@ test('validate-stdin: valid lines come out on stdout with canonical times, in or
   });
 });
 
+test('validate-stdin: an event nested too deeply to serialise is quarantined as a truncated copy, and the run goes on', async () => {
+  const deep = makeEvent({ id: 'deep' }) as Record<string, unknown>;
+  const depth = 20_000;
+  const nested = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+  const deepLine = JSON.stringify(deep).replace(/}$/, `,"payload":${nested}}`);
+  const after = makeEvent({ id: 'after' });
+  const r = await runExample('validate-stdin', {}, { input: `${deepLine}\n${JSON.stringify(after)}\n` });
+  assert.equal(r.code, 0, explain(r));
+  assert.deepEqual(jsonLines(r.stdout), [normalised(after)]);
+  const q = jsonLines(r.stderr) as QuarantineRecord[];
+  assert.equal(q.length, 1, explain(r));
+  assert.match(q[0]!.reason, /nested too deeply/);
+  assert.equal((q[0]!.record as { id: string }).id, 'deep');
+});
+
 test('validate-stdin: empty input is a success with no output', async () => {
   const r = await runExample('validate-stdin', {}, { input: '' });
   assert.deepEqual([r.code, r.stdout, r.stderr], [0, '', '']);

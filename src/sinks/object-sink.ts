@@ -200,7 +200,10 @@ function serialize(records: readonly unknown[], onUnserialisable: (record: unkno
     for (const r of records) {
       try {
         out += `${recordText(r)}\n`;
-      } catch {
+      } catch (err) {
+        // Only a record too deep for the recursion is the record's fault. Anything else (a text
+        // over V8's string limit, say) fails the batch rather than quarantine a valid event.
+        if (!(err instanceof RangeError && /call stack/i.test(err.message))) throw err;
         onUnserialisable(r);
       }
     }

@@ -27,6 +27,7 @@
  * A bad line is not an error: it is a unit to quarantine. `destroy()` destroys every stream the
  * reader opened, which also kills the zstd process.
  */
+import { isUtf8 } from 'node:buffer';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { decompress as zstdDecompress } from 'simple-zstd';
@@ -42,8 +43,12 @@ export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** How much of an over-long line its quarantine record keeps. */
 export const LONG_LINE_HEAD = 1024;
 
+/** The quarantine reason of a line that is not UTF-8; its record is the line's bytes in base64. */
+export const NOT_UTF8 = "not JSON: invalid UTF-8 (the record is the line's bytes in base64)";
+
 /** One unit of an input: a record to validate, or a line that goes straight to quarantine. */
-export type Unit = { readonly record: unknown; readonly origin: string } | { readonly bad: QuarantineRecord };
+/** One record (or a bad line), with the size of its text when known (JSON lines), for batch budgets. */
+export type Unit = ({ readonly record: unknown; readonly origin: string } | { readonly bad: QuarantineRecord }) & { readonly bytes?: number };
 
 /** The input's text format (see the header); `empty`: no bytes after decompression. */
 export type ReplayFormat = 'lines' | 'array' | 'page' | 'empty';
@@ -142,6 +147,8 @@ interface Line {
   text: string;
   /** The line was longer than MAX_LINE_BYTES; `text` is its first LONG_LINE_HEAD bytes. */
   tooLong: boolean;
+  /** The line is not valid UTF-8; `text` is its bytes in base64. */
+  notUtf8?: boolean;
 }
 
 /**
@@ -174,7 +181,9 @@ async function* splitLines(src: AsyncIterable<Buffer>, firstLine: number): Async
     } else {
       let buf = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, size);
       if (buf.length > 0 && buf[buf.length - 1] === 0x0d) buf = buf.subarray(0, buf.length - 1);
-      line = { no, text: buf.toString('utf8'), tooLong: false };
+      // Decoding invalid UTF-8 would replace bytes with U+FFFD: two different ids could become
+      // one, and the line written would not be the line read. Such a line is kept as bytes.
+      line = isUtf8(buf) ? { no, text: buf.toString('utf8'), tooLong: false } : { no, text: buf.toString('base64'), tooLong: false, notUtf8: true };
     }
     no++;
     pieces = [];
@@ -248,6 +257,10 @@ export class InputReader {
       const rawBytes = new ByteReader(raw, (e) => this.#error('could not be read', e));
       const compression = compressionOf(await peek(rawBytes, 4));
       this.compression = compression;
+      // simple-zstd starts zstd only for bytes that open with a frame's magic (and passes any
+      // others through as they are): skippable frames in front (pzstd writes one before each
+      // frame) are dropped here; zstd itself skips those between frames.
+      if (compression === 'zstd' && !(await this.#skipSkippableFrames(rawBytes))) return;
       let text = rawBytes;
       if (compression !== 'none') {
         const codec = compression === 'zstd' ? await zstdDecompress() : createGunzip();
@@ -263,6 +276,28 @@ export class InputReader {
       else if (format === 'array' || format === 'page') yield* this.#document(text, format, skip);
     } finally {
       this.destroy();
+    }
+  }
+
+  /**
+   * Reads past the skippable frames at the start of a zstd input. False when nothing follows
+   * them (an empty input); InputError when what follows is not a zstd frame.
+   */
+  async #skipSkippableFrames(src: ByteReader): Promise<boolean> {
+    for (;;) {
+      const head = await peek(src, 8);
+      if (head.length === 0) return false;
+      if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return true;
+      if (head.length < 8 || (head[0]! & 0xf0) !== 0x50 || head[1] !== 0x2a || head[2] !== 0x4d || head[3] !== 0x18) {
+        throw new InputError(this.#name, `replay input ${this.#name} is truncated or corrupt (zstd: no frame after a skippable frame)`);
+      }
+      let drop = 8 + head.readUInt32LE(4);
+      while (drop > 0) {
+        const c = await src.next();
+        if (c === undefined) throw new InputError(this.#name, `replay input ${this.#name} is truncated or corrupt (zstd: a skippable frame is cut short)`);
+        if (c.length > drop) src.unshift(c.subarray(drop));
+        drop -= Math.min(drop, c.length);
+      }
     }
   }
 
@@ -318,13 +353,17 @@ export class InputReader {
     }
     text.unshift(...held);
     // A single line without a break is a line; one longer than any line we keep is a document.
-    if (nl < 0) return { format: size > MAX_LINE_BYTES ? 'page' : 'lines', firstLine };
-    const first = (held.length === 1 ? chunk : Buffer.concat(held, size)).toString('utf8', at, nl);
+    const joined = held.length === 1 ? chunk : Buffer.concat(held, size);
+    // A document whose first line is longer than any line we keep (a page on one line).
+    if (nl < 0) return { format: size > MAX_LINE_BYTES && opensPage(joined.toString('utf8', at, at + LONG_LINE_HEAD)) ? 'page' : 'lines', firstLine };
+    const first = joined.toString('utf8', at, nl);
     try {
       JSON.parse(first);
       return { format: 'lines', firstLine };
     } catch {
-      return { format: 'page', firstLine };
+      // Not complete JSON: a page document when it opens like one, else JSON lines whose first
+      // line is bad (it is quarantined like any other).
+      return { format: opensPage(first) ? 'page' : 'lines', firstLine };
     }
   }
 
@@ -339,6 +378,15 @@ export class InputReader {
           continue;
         }
         yield { bad: { reason: withOrigin(`not JSON: line longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB`, `${name} line ${line.no}`), record: line.text } };
+        continue;
+      }
+      if (line.notUtf8 === true) {
+        if (toSkip > 0) {
+          toSkip--;
+          this.skipped++;
+          continue;
+        }
+        yield { bad: { reason: withOrigin(NOT_UTF8, `${name} line ${line.no}`), record: line.text }, bytes: line.text.length };
         continue;
       }
       const s = line.text;
@@ -359,7 +407,7 @@ export class InputReader {
           this.skipped++;
           continue;
         }
-        yield { bad: { reason: withOrigin(`not JSON: ${message(err)}`, `${name} line ${line.no}`), record: s } };
+        yield { bad: { reason: withOrigin(`not JSON: ${message(err)}`, `${name} line ${line.no}`), record: s }, bytes: s.length };
         continue;
       }
       const data = pageRecords(value);
@@ -370,7 +418,7 @@ export class InputReader {
           continue;
         }
         attachLineText(value, s);
-        yield { record: value, origin: `${name} line ${line.no}` };
+        yield { record: value, origin: `${name} line ${line.no}`, bytes: s.length };
         continue;
       }
       let i = 0;
@@ -486,4 +534,12 @@ function ownId(record: unknown): unknown {
     if (typeof id === 'string' && id.length >= 13) (record as { id: string }).id = JSON.parse(JSON.stringify(id)) as string;
   }
   return record;
+}
+
+/**
+ * Whether a first line that is not complete JSON opens an API page document: `{` alone, or `{`
+ * followed by one of a page's keys (`"data"`, `"links"`, `"meta"`).
+ */
+function opensPage(first: string): boolean {
+  return /^\s*\{\s*(?:$|"(?:data|links|meta)"\s*:)/.test(first);
 }

@@ -72,6 +72,12 @@ export interface ReplaySourceDeps {
 const CURSOR_PREFIX = 'replay:';
 
 /**
+ * A batch is also handed on once its lines hold this much text, whatever `batchSize` says, so
+ * one batch (and the sink's text for it) stays small even with long lines.
+ */
+export const BATCH_BYTES = 16 * 1024 * 1024;
+
+/**
  * The checkpoint position after `records` units of input `name`:
  * `{ cursor: 'replay:done:NAME' | 'replay:part:NAME', skip: records }`.
  */
@@ -98,6 +104,8 @@ class BatchBuilder {
   quarantined: QuarantineRecord[] = [];
   /** Whether a record in it has a known hour (until then it can take any hour). */
   hasHour = false;
+  /** Text bytes of its lines (JSON lines only; elements of a document are not measured). */
+  bytes = 0;
 
   get size(): number {
     return this.records.length + this.quarantined.length;
@@ -117,6 +125,7 @@ class BatchBuilder {
     this.origins = [];
     this.quarantined = [];
     this.hasHour = false;
+    this.bytes = 0;
     return batch;
   }
 }
@@ -212,7 +221,7 @@ class ReplayReadable extends GeneratorReadable {
           const hour = 'record' in unit ? recordTimes(unit.record).hour : HOUR_UNKNOWN;
           // The batch is handed on only when the next unit is in hand: the last one is then
           // known to be the input's last and carries `done`.
-          if (batch.size >= this.#batchSize || (hour !== HOUR_UNKNOWN && batch.hasHour && hour !== this.#hour)) {
+          if (batch.size >= this.#batchSize || batch.bytes >= BATCH_BYTES || (hour !== HOUR_UNKNOWN && batch.hasHour && hour !== this.#hour)) {
             yield batch.take(replayPosition(name, units, false), this.#batchHour());
             if (this.#ending) return;
           }
@@ -221,6 +230,7 @@ class ReplayReadable extends GeneratorReadable {
             this.#hour = hour;
             batch.hasHour = true;
           }
+          batch.bytes += unit.bytes ?? 0;
           if ('record' in unit) {
             batch.records.push(unit.record);
             batch.origins.push(unit.origin);

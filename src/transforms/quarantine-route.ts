@@ -14,8 +14,7 @@
  * Errors: the target failing (an error event, or a function that throws or rejects) fails the
  *      stage with that error. Nothing is dropped.
  */
-import { once } from 'node:events';
-import { Transform, type Writable } from 'node:stream';
+import { finished, Transform, type Writable } from 'node:stream';
 import { isBatch, isQuarantined } from '../chunks.js';
 import { TOO_DEEP, truncateDepth } from '../record-text.js';
 import type { QuarantineRecord } from '../types.js';
@@ -42,19 +41,25 @@ export function quarantineLine(q: QuarantineRecord): string {
 
 /** Writes to `target` and waits while it is full; rejects if it fails or closes first. */
 async function writeTo(target: Writable, value: unknown): Promise<void> {
+  if (target.errored !== null) throw target.errored;
   if (target.destroyed || target.writableEnded) throw new Error('the quarantine target is closed');
   if (target.write(value)) return;
-  const ac = new AbortController();
-  try {
-    await Promise.race([
-      once(target, 'drain', { signal: ac.signal }),
-      once(target, 'close', { signal: ac.signal }).then(() => {
-        throw new Error('the quarantine target closed');
-      }),
-    ]);
-  } finally {
-    ac.abort();
-  }
+  await new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => {
+      stop();
+      resolve();
+    };
+    // finished() also reports a target destroyed or failed before (or while) we wait.
+    const stopFinished = finished(target, { readable: false }, (err) => {
+      stop();
+      reject(err ?? new Error('the quarantine target closed'));
+    });
+    const stop = (): void => {
+      target.off('drain', onDrain);
+      stopFinished();
+    };
+    target.once('drain', onDrain);
+  });
 }
 
 /** The quarantine-route stage. */
@@ -63,12 +68,14 @@ export function createQuarantineRoute(options: QuarantineRouteOptions): Transfor
   const hwm = options.highWaterMark ?? 1;
   let failure: Error | undefined;
   let hand: (q: QuarantineRecord) => void | Promise<void>;
+  let onError: ((err: Error) => void) | undefined;
   if (typeof to === 'function') hand = to;
   else {
-    // Remember the target's error: `once(..., 'drain')` would otherwise miss one emitted before it.
-    to.on('error', (err) => {
+    // Remember the target's error, and keep it from being an unhandled 'error' event.
+    onError = (err) => {
       failure ??= err;
-    });
+    };
+    to.on('error', onError);
     const objectMode = to.writableObjectMode;
     hand = (q) => writeTo(to, objectMode ? { reason: q.reason, record: q.record } : quarantineLine(q));
   }
@@ -79,7 +86,7 @@ export function createQuarantineRoute(options: QuarantineRouteOptions): Transfor
     }
     if (failure !== undefined) throw failure;
   };
-  return new Transform({
+  const stage = new Transform({
     objectMode: true,
     readableHighWaterMark: hwm,
     writableHighWaterMark: hwm,
@@ -103,4 +110,7 @@ export function createQuarantineRoute(options: QuarantineRouteOptions): Transfor
       );
     },
   });
+  // A long-lived target (process.stderr) must not collect a listener per stage.
+  if (onError !== undefined) stage.once('close', () => (to as Writable).off('error', onError!));
+  return stage;
 }

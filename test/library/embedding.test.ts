@@ -245,3 +245,24 @@ test('our source → validate → normalise → dedupe → unbatch → a user Tr
     await sim.close();
   }
 });
+
+test('an event that happens to carry Batch-like fields is still an event, checked and written as one', async () => {
+  const odd = { ...makeEvent({ id: 'odd' }), records: [], events: [{ not: 'checked' }], quarantined: [], position: { skip: 0 }, hour: 0 };
+  const dir = await tempDir();
+  await pipeline(Readable.from([odd]), createValidate(), createNormalizeTime(), createDedupe(), createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/' }, {}));
+  const files = await listFiles(dir);
+  assert.deepEqual(files.filter((f) => f.startsWith('q/')), [], 'nothing quarantined');
+  assert.deepEqual(await readZstdFile(join(dir, files.find((f) => f.startsWith('ev/'))!)), [odd], 'written as the event it is, fields and all');
+});
+
+test('quarantine-route fails instead of hanging when its target is destroyed while full, and leaves no listener on it', async () => {
+  const target = new Writable({ highWaterMark: 1, write(_c, _e, _cb) { /* never calls back: full after one write */ } });
+  const run = pipeline(Readable.from([{ bad: 1 }, { bad: 2 }, { bad: 3 }]), createValidate(), createQuarantineRoute({ to: target }), new PassThrough({ objectMode: true }).resume());
+  setTimeout(() => target.destroy(), 50);
+  await assert.rejects(run, /quarantine target closed|premature close/i);
+  const stderrLike = new PassThrough();
+  stderrLike.resume();
+  const before = stderrLike.listenerCount('error');
+  for (let i = 0; i < 20; i++) await collect(Readable.from([{ bad: i }]).compose(createValidate()).compose(createQuarantineRoute({ to: stderrLike })));
+  assert.equal(stderrLike.listenerCount('error'), before, 'one error listener per stage, removed when it closes');
+});

@@ -516,3 +516,64 @@ test('a Readable of the source: objectMode, highWaterMark 1; bad options throw',
   assert.throws(() => createReplaySource([fileInput('a'), fileInput('a')]), (e: unknown) => e instanceof ConfigError && /given twice/.test(e.message));
   s.destroy();
 });
+
+test('pzstd output (a skippable frame before each frame) is decompressed, not read as text', async () => {
+  const dir = await scratchDir();
+  const records = eventsOverHours([40, 40]);
+  const plain = join(dir, 'p.jsonl');
+  await writeFile(plain, encode(records, 'lines'));
+  const { execFile } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => execFile('pzstd', ['-q', '-p', '2', plain, '-o', join(dir, 'p.bin')], (err) => (err ? reject(err) : resolve())));
+  const batches = await collect(createReplaySource([fileInput(join(dir, 'p.bin'))]));
+  assert.deepEqual(recordsOf(batches), records);
+  assert.equal(batches.flatMap((b) => b.quarantined).length, 0);
+  // A skippable frame and nothing after it is an empty input; one cut short is an error.
+  const skippable = Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+  await writeFile(join(dir, 'only-skippable.zst'), skippable);
+  assert.deepEqual(recordsOf(await collect(createReplaySource([fileInput(join(dir, 'only-skippable.zst'))]))), []);
+  await writeFile(join(dir, 'cut-skippable.zst'), skippable.subarray(0, 10));
+  const { error } = await collectUntilError(createReplaySource([fileInput(join(dir, 'cut-skippable.zst'))]));
+  assert.ok(error instanceof InputError && /cut-skippable\.zst is truncated or corrupt/.test(error.message), String(error));
+});
+
+test('a JSON-lines file whose first line is bad is still JSON lines: that line is quarantined, the rest read', async () => {
+  const dir = await scratchDir();
+  const good = eventsOverHours([3]);
+  for (const first of ['{"id":"bad",', '{"id": "x", "type": tr', '{ "attributes": {']) {
+    const path = join(dir, 'first-bad.jsonl');
+    await writeFile(path, [first, ...good.map((r) => JSON.stringify(r))].join('\n') + '\n');
+    const batches = await collect(createReplaySource([fileInput(path)]));
+    assert.deepEqual(recordsOf(batches), good, first);
+    assert.deepEqual(batches.flatMap((b) => b.quarantined).map((q) => q.record), [first]);
+  }
+  // A pretty-printed page still reads as a page.
+  const page = join(dir, 'page.json');
+  await writeFile(page, JSON.stringify({ data: good, links: {} }, null, 2));
+  assert.deepEqual(recordsOf(await collect(createReplaySource([fileInput(page)]))), good);
+});
+
+test('a line that is not UTF-8 is quarantined as its bytes (base64), never decoded into another id', async () => {
+  const dir = await scratchDir();
+  const path = join(dir, 'latin1.jsonl');
+  const line = (id: Buffer): Buffer => Buffer.concat([Buffer.from('{"id":"evt-'), id, Buffer.from('","type":"events","attributes":{"time":"2026-11-21T10:00:00Z"},"links":{}}')]);
+  const a = line(Buffer.from([0xff]));
+  const b = line(Buffer.from([0xfe]));
+  await writeFile(path, Buffer.concat([a, Buffer.from('\n'), b, Buffer.from('\n'), Buffer.from(JSON.stringify(eventsOverHours([1])[0]) + '\n')]));
+  const batches = await collect(createReplaySource([fileInput(path)]));
+  const q = batches.flatMap((x) => x.quarantined);
+  assert.deepEqual(q.map((x) => Buffer.from(x.record as string, 'base64')), [a, b], 'each line kept, byte for byte');
+  for (const [i, x] of q.entries()) assert.equal(x.reason, `not JSON: invalid UTF-8 (the record is the line's bytes in base64)${ORIGIN_MARK}${path} line ${i + 1})`);
+  assert.equal(recordsOf(batches).length, 1);
+});
+
+test('batches are also cut by the size of their lines, so long lines never make one huge batch', async () => {
+  const dir = await scratchDir();
+  const path = join(dir, 'long-lines.jsonl');
+  const blob = 'x'.repeat(6 * 1024 * 1024);
+  const records = eventsOverHours([7]).map((r) => ({ ...r, blob }));
+  await writeFile(path, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const batches = await collect(createReplaySource([fileInput(path)], { batchSize: 500 }));
+  // 16 MiB a batch: three 6 MiB lines reach it.
+  assert.deepEqual(batches.map((b) => b.records.length), [3, 3, 1]);
+  assert.equal(recordsOf(batches).length, 7);
+});
