@@ -20,24 +20,36 @@ import { hourPath, parseRfc3339 } from './time.js';
 import type { Position } from './types.js';
 
 export interface RunSummary {
+  /** When the run started, ISO 8601 UTC. */
   startedAt: string;
+  /** When the run ended, ISO 8601 UTC. */
   finishedAt: string;
+  /** `ok`: finished; `stopped`: ended by the graceful stop signal; `error`: failed or was aborted. */
   outcome: 'ok' | 'error' | 'stopped';
+  /** Records received and committed in the run: events + quarantined + duplicates. */
   fetched: number;
+  /** Events written to committed objects in the run. */
   events: number;
+  /** Records written to quarantine objects in the run. */
   quarantined: number;
+  /** Events dropped by dedupe in the run. */
   duplicates: number;
+  /** Objects completed and committed in the run. */
   objects: number;
+  /** The error's message when the run failed; absent otherwise. */
   error?: string;
 }
 
 export interface CheckpointState {
+  /** Format version; always 1. */
   version: 1;
   /** Random id of this state, part of every object name, so two states never collide. */
   stateId: string;
+  /** Organization the state belongs to (`replay` for a replay state); a run for another org refuses it. */
   orgId: string;
   /** Where the collection began (epoch ms): the fallback if a cursor is rejected before any event. */
   origin: number;
+  /** Where the collector resumes reading the API. Replay leaves it as it is. */
   position: Position;
   /** processedAt of the newest event in a complete object. */
   lastProcessedAt?: string;
@@ -49,7 +61,9 @@ export interface CheckpointState {
   inflight: Partial<Record<ObjectKind, string>>;
   /** `fetched` = records received = events + quarantined + duplicates (absent in older files). */
   totals: { fetched?: number; events: number; quarantined: number; duplicates: number; objects: number };
+  /** When the file was last saved, ISO 8601 UTC. */
   updatedAt: string;
+  /** Summary of the latest run that ended (ok, stopped or failed); absent until one has. */
   lastRun?: RunSummary;
   /**
    * Replay progress by input name (src/replay.ts): units handed to complete objects, and whether

@@ -17,6 +17,7 @@ const QUARANTINED: unique symbol = Symbol.for('atlassian-audit-pipeline.quaranti
 
 /** A record a stage refused, travelling as a chunk of its own (loose mode). */
 export interface QuarantinedChunk extends QuarantineRecord {
+  /** Brand, always `true`: marks the object as a loose quarantine chunk (see {@link isQuarantined}). */
   readonly [QUARANTINED]: true;
 }
 

@@ -1,5 +1,6 @@
 /** Time as a collaborator, so tests can drive age limits and retry waits without real waiting. */
 export interface Clock {
+  /** The current time, epoch ms. */
   now(): number;
   /** Resolves after `ms`, or early (without throwing) when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;

@@ -7,9 +7,13 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export interface Logger {
+  /** Logs `msg`, with optional structured `fields`, at level debug. */
   debug(msg: string, fields?: Record<string, unknown>): void;
+  /** Logs `msg`, with optional structured `fields`, at level info. */
   info(msg: string, fields?: Record<string, unknown>): void;
+  /** Logs `msg`, with optional structured `fields`, at level warn. */
   warn(msg: string, fields?: Record<string, unknown>): void;
+  /** Logs `msg`, with optional structured `fields`, at level error. */
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 

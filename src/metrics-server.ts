@@ -7,16 +7,20 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 export interface MetricsServerOptions {
+  /** Port to listen on; 0 picks a free one (see `MetricsServer.port`). */
   port: number;
   /** Default `0.0.0.0`, so a Prometheus on another host can scrape it. */
   host?: string;
+  /** The prom-client registry served at `/metrics`. */
   registry: Registry;
   /** Readiness; default always ready. */
   ready?: () => boolean;
 }
 
 export interface MetricsServer {
+  /** The port the server listens on. */
   readonly port: number;
+  /** Drops open connections and stops the server; resolves once it is closed. */
   close(): Promise<void>;
 }
 

@@ -97,7 +97,9 @@ export function outputWhere(output: OutputOptions, prefix: string): string {
 }
 
 export interface PipelineOptions {
+  /** Atlassian organization id. Required; must match the org of an existing state file. */
   orgId: string;
+  /** Organization API key, sent as a bearer token. Required; never logged. */
   apiKey: string;
   /** Default `https://api.atlassian.com`. */
   apiUrl?: string;
@@ -113,6 +115,7 @@ export interface PipelineOptions {
   prefix?: string;
   /** Quarantine key prefix. Default `atlassian/quarantine/`. */
   quarantinePrefix?: string;
+  /** Where objects go: S3, a local directory, or your own ObjectStore. */
   output: OutputOptions;
   /** zstd level 1–19. Default 3. */
   zstdLevel?: number;
@@ -138,8 +141,9 @@ export interface PipelineOptions {
   rateLimit?: RateBudget | false;
   /** Retries of a failing page. Default 8. */
   maxRetries?: number;
-  /** Backoff base/cap for API retries. Defaults 500 / 60,000 ms. */
+  /** First backoff step for API retries, ms. Default 500. */
   backoffBaseMs?: number;
+  /** Longest backoff step for API retries, ms. Default 60,000. */
   backoffCapMs?: number;
   /** Pause before rebuilding the pipeline after a non-fatal failure in follow mode. Default 30,000. */
   restartDelayMs?: number;
@@ -157,25 +161,40 @@ export interface PipelineOptions {
 export interface PipelineDeps {
   /** Passed to the checkpoint journal: runs between "objects complete" and "checkpoint saved". */
   beforeCommit?: (commit: EpochCommit) => void;
+  /** HTTP dispatcher for API requests. Default: a keep-alive Agent owned by the source. */
   dispatcher?: Dispatcher;
+  /** Client for S3 output (ignored otherwise). Default: one made from `output`, destroyed when the run ends. */
   s3Client?: S3Client;
+  /** Time source for waits, object age and run times. Default: the system clock. */
   clock?: Clock;
+  /** Uniform [0,1) for retry jitter. Default Math.random. */
   random?: () => number;
+  /** Where progress, retries and failures are logged. Default: no logging. */
   logger?: Logger;
+  /** Metrics and health state to update. Default: none. */
   metrics?: PipelineMetrics;
 }
 
 export interface PipelineResult {
   /** Records received from the API and committed: always events + quarantined + duplicates. */
   fetched: number;
+  /** Events written to committed objects by this run (restarts included). */
   events: number;
+  /** Records written to quarantine objects by this run. */
   quarantined: number;
+  /** Events dropped by dedupe as already written. */
   duplicates: number;
+  /** Objects completed and committed by this run. */
   objects: number;
+  /** Keys of those objects. */
   keys: string[];
+  /** The checkpoint's position at the end: where the next run resumes. */
   position: Position;
+  /** Absolute path of the state file. */
   statePath: string;
+  /** Where event objects went: `s3://bucket/prefix`, a directory, or `<where>/prefix` for your own store. */
   where: string;
+  /** True when `signal` stopped the run. */
   stopped: boolean;
   /** True when a stop had to abort objects in flight (see `stopTimeoutMs`). */
   abandoned: boolean;

@@ -42,6 +42,7 @@ export interface ReplayOptions {
   inputs: readonly string[];
   /** Checkpoint file (replay progress, dedupe window, reserved keys). */
   statePath: string;
+  /** Where objects go: S3, a local directory, or your own ObjectStore. */
   output: OutputOptions;
   /** Event key prefix. Default `atlassian/audit/`. */
   prefix?: string;
@@ -70,28 +71,45 @@ export interface ReplayOptions {
 export interface ReplayDeps {
   /** Passed to the checkpoint journal: runs between "objects complete" and "checkpoint saved" (tests kill the process there). */
   beforeCommit?: (commit: EpochCommit) => void;
+  /**
+   * Client for S3 output and `s3://` inputs. Default: one made from the output's settings (or
+   * `s3Input`) when needed, and destroyed when the run ends.
+   */
   s3Client?: S3Client;
   /** What `-` reads. Default process.stdin. */
   stdin?: Readable;
+  /** Time source (run summary times, object age). Default: the system clock. */
   clock?: Clock;
+  /** Where input progress, objects and warnings are logged. Default: no logging. */
   logger?: Logger;
+  /** Metrics to update (records received, objects, backpressure). Default: none. */
   metrics?: PipelineMetrics;
 }
 
 export interface ReplayResult {
   /** Records read and committed: events + quarantined + duplicates. */
   fetched: number;
+  /** Events written to committed objects by this run. */
   events: number;
+  /** Records written to quarantine objects by this run. */
   quarantined: number;
+  /** Events dropped by dedupe as already written. */
   duplicates: number;
+  /** Objects completed and committed by this run. */
   objects: number;
+  /** Keys of those objects. */
   keys: string[];
   /** Inputs read to their end by this run, and those skipped because an earlier run finished them. */
   finished: string[];
+  /** Inputs skipped because an earlier run on this state finished them. */
   skipped: string[];
+  /** Absolute path of the state file. */
   statePath: string;
+  /** Where event objects went: `s3://bucket/prefix`, a directory, or `<where>/prefix` for your own store. */
   where: string;
+  /** True when `signal` stopped the run. */
   stopped: boolean;
+  /** True when a stop had to abort objects in flight (see `stopTimeoutMs`). */
   abandoned: boolean;
 }
 

@@ -13,14 +13,18 @@
  * an event in place must set `event[RAW_TEXT] = undefined`.
  */
 export interface AuditEvent {
+  /** The event's id: what dedupe keys on (at most `maxIdLength` characters, 256 by default). */
   id: string;
+  /** The resource type, `events` from the events-stream API. */
   type: string;
+  /** `time` (RFC 3339; canonical `YYYY-MM-DDTHH:mm:ss.sssZ` after normalize-time), `processedAt`, `action`, and the rest as received. */
   attributes: {
     time: string;
     processedAt?: string;
     action?: string;
     [key: string]: unknown;
   };
+  /** Links as received (`self`, `alt`). */
   links: Record<string, unknown>;
   [key: string]: unknown;
 }
@@ -30,6 +34,7 @@ export const RAW_TEXT: unique symbol = Symbol('atlassian-audit-pipeline.rawText'
 
 /** An object that may carry its text as received, under RAW_TEXT (not enumerable). */
 export interface WithRawText {
+  /** The object's JSON text as received (one line), or undefined once the object was changed. */
   [RAW_TEXT]?: string | undefined;
 }
 
@@ -61,6 +66,7 @@ export function withOrigin(reason: string, origin: string | undefined): string {
 
 /** A record that failed validation, with the reason, as written to the quarantine prefix. */
 export interface QuarantineRecord {
+  /** Why the record was refused, field path first: `attributes.time: not RFC 3339`; a replayed record's origin at the end. */
   reason: string;
   /** The record exactly as received (any JSON value). */
   record: unknown;
@@ -73,9 +79,11 @@ export interface QuarantineRecord {
  * not hand the same records downstream twice.
  */
 export interface Position {
+  /** The events-stream cursor to request (opaque; replay uses `replay:part:NAME` / `replay:done:NAME`). */
   cursor?: string;
   /** Epoch milliseconds, used only before the first cursor is known. */
   from?: number;
+  /** Records of the page at this position already handed downstream (replay: units of the input). */
   skip: number;
 }
 

@@ -50,6 +50,7 @@ const LOOSE_POSITION: Position = Object.freeze({ skip: 0 });
 
 /** One object being written. The sink writes compressed bytes to `body` and ends it. */
 export interface ObjectUpload {
+  /** Where the sink writes the object's zstd-compressed bytes; it ends the stream when the object closes. */
   readonly body: NodeJS.WritableStream & Writable;
   /** Resolves when the object exists in full; rejects if it never will. */
   readonly done: Promise<void>;
@@ -59,6 +60,7 @@ export interface ObjectUpload {
 
 /** Where objects go. */
 export interface ObjectStore {
+  /** Starts writing the object `key`; the sink streams its bytes into the returned upload. */
   open(key: string, kind: ObjectKind): ObjectUpload;
   /** Removes incomplete uploads left for `key` by an earlier process. */
   abortIncomplete(key: string): Promise<void>;
@@ -68,14 +70,19 @@ export interface ObjectStore {
 
 /** What the sink tells the checkpoint. */
 export interface EpochCommit {
+  /** Position after the epoch's last batch: everything before it is in complete objects. */
   position: Position;
+  /** Latest `attributes.processedAt` (RFC 3339, as received) in the epoch's batches; undefined if none had one. */
   lastProcessedAt: string | undefined;
   /** DedupeWindow mark after the epoch's last batch, if a dedupe stage stamped the batches. */
   dedupeMark: number | undefined;
   /** Records received from the source in this epoch's batches: events + quarantined + duplicates. */
   fetched: number;
+  /** Events written to the epoch's events object. */
   events: number;
+  /** Records written to the epoch's quarantine object. */
   quarantined: number;
+  /** Events the dedupe stage dropped from the epoch's batches. */
   duplicates: number;
   /** Keys of the objects completed in this epoch. */
   keys: string[];
@@ -107,10 +114,18 @@ export interface ObjectSinkOptions {
 }
 
 export interface ObjectSinkDeps {
+  /** Where objects are written. */
   store: ObjectStore;
+  /**
+   * The checkpoint: names keys and records commits. Without one the sink names objects itself,
+   * commits nothing, and also accepts loose chunks.
+   */
   journal?: SinkJournal;
+  /** Time source for object age and metric timestamps. Default: the system clock. */
   clock?: Clock;
+  /** Where completed and aborted objects, and poll results, are logged. Default: no logging. */
   logger?: Logger;
+  /** Metrics and health state to update. Default: none. */
   metrics?: PipelineMetrics;
 }
 

@@ -23,6 +23,7 @@ import { createBody, createObjectSink, type ObjectKind, type ObjectSink, type Ob
 const ABORT_CLEANUP_TIMEOUT_MS = 15_000;
 
 export interface S3StoreOptions {
+  /** Bucket the objects are written to. */
   bucket: string;
   /** Multipart part size in bytes, ≥ 5 MiB. Default 5 MiB. Bounds memory with `queueSize`. */
   partSize?: number;

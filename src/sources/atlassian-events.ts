@@ -46,6 +46,7 @@ import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Heade
 export interface AtlassianEventsOptions {
   /** API origin. Default `https://api.atlassian.com`. Pagination never leaves this origin. */
   apiUrl?: string;
+  /** Atlassian organization id, put in the request path (`/admin/v1/orgs/{orgId}/events-stream`). */
   orgId: string;
   /** Organization API key, sent as a bearer token. Never logged. */
   apiKey: string;
@@ -97,10 +98,13 @@ export interface AtlassianEventsOptions {
 export interface AtlassianEventsDeps {
   /** HTTP dispatcher. Default: a keep-alive Agent owned (and closed) by the source. */
   dispatcher?: Dispatcher;
+  /** Time source for waits, pacing and timestamps. Default: the system clock. */
   clock?: Clock;
   /** Uniform [0,1) for jitter. Default Math.random. */
   random?: () => number;
+  /** Where retries, rate-limit waits and cursor fallbacks are logged. Default: no logging. */
   logger?: Logger;
+  /** Metrics and health state to update (requests, progress). Default: none. */
   metrics?: PipelineMetrics;
 }
 

@@ -148,13 +148,17 @@ export function pageText(body: Buffer): string {
  * page scan kept it), which the main thread parses back; `index` is its place on the page.
  */
 export interface QuarantineEntry {
+  /** The record's place on the page, 0-based. */
   index: number;
+  /** Why it is quarantined, worded as the validate and normalize-time stages word it. */
   reason: string;
+  /** The record's JSON: as received when the page scan kept it, else re-serialised (truncated if too deep). */
   text: string;
 }
 
 /** A page processed by {@link processPage}: all plain data and typed arrays, cheap to post between threads. */
 export interface ProcessedPage {
+  /** Cursor of the next page (`meta.next`, or the `cursor` of a next-page URL); null on the last page. */
   next: string | null;
   /** Records on the page. */
   count: number;
