@@ -105,17 +105,58 @@ export async function s3Inputs(client: S3Client, url: string): Promise<ReplayInp
   return keys.map((key) => s3Input(client, bucket, key));
 }
 
+/** Times a download cut off mid-body is resumed (a ranged GetObject from where it stopped). */
+export const S3_BODY_RESUMES = 5;
+
 function s3Input(client: S3Client, bucket: string, key: string): ReplayInput {
+  const get = async (signal: AbortSignal | undefined, from: number, etag: string | undefined): Promise<{ body: Readable; etag: string | undefined }> => {
+    const res = await client.send(
+      // From where the last body stopped, and only if the object is still the one being read.
+      new GetObjectCommand({ Bucket: bucket, Key: key, ...(from > 0 ? { Range: `bytes=${from}-`, ...(etag === undefined ? {} : { IfMatch: etag }) } : {}) }),
+      signal === undefined ? {} : { abortSignal: signal },
+    );
+    // In Node the SDK's body is an http.IncomingMessage (a Readable) with helpers mixed in.
+    if (!(res.Body instanceof Readable)) throw new Error('GetObject returned no readable body');
+    return { body: res.Body, etag: res.ETag };
+  };
   return {
     name: `s3://${bucket}/${key}`,
     async open(signal?: AbortSignal): Promise<Readable> {
-      const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), signal === undefined ? {} : { abortSignal: signal });
-      const body = res.Body;
-      // In Node the SDK's body is an http.IncomingMessage (a Readable) with helpers mixed in.
-      if (!(body instanceof Readable)) throw new Error('GetObject returned no readable body');
-      return body;
+      const first = await get(signal, 0, undefined);
+      return Readable.from(resumingBody(first, get, signal), { objectMode: false });
     },
   };
+}
+
+/**
+ * The object's bytes. A body that fails mid-way (a connection reset, a timeout) is asked for
+ * again from the byte where it stopped, pinned to the same ETag, up to S3_BODY_RESUMES times in
+ * a row; the SDK's own retries cover the requests themselves, not a body already streaming.
+ */
+async function* resumingBody(
+  first: { body: Readable; etag: string | undefined },
+  get: (signal: AbortSignal | undefined, from: number, etag: string | undefined) => Promise<{ body: Readable; etag: string | undefined }>,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Buffer> {
+  let current: Readable = first.body;
+  const etag = first.etag;
+  let offset = 0;
+  let resumes = 0;
+  for (;;) {
+    try {
+      for await (const chunk of current) {
+        const b = chunk as Buffer;
+        offset += b.length;
+        if (b.length > 0) resumes = 0;
+        yield b;
+      }
+      return;
+    } catch (err) {
+      if (signal?.aborted === true || ++resumes > S3_BODY_RESUMES) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** resumes));
+      current = (await get(signal, offset, etag)).body;
+    }
+  }
 }
 
 /** An error as `Name: message` when its name says more than `Error` (the AWS SDK's name is the S3 error code, e.g. NoSuchKey). */

@@ -16,6 +16,8 @@
  * - `reset`: the connection is reset at once (TCP RST), nothing reaches radosgw;
  * - `lost-response`: the request is forwarded and radosgw acts on it, then the client's
  *   connection is reset instead of answering (a response lost on the way back);
+ * - `cut-body`: the request is forwarded and the answer's status and headers are passed on, but
+ *   the connection is reset after CUT_BODY_AFTER bytes of its body (a download cut mid-way);
  * - `blackhole`: the request is held, unread and unanswered, until `release()` forwards it
  *   (or resets it). A client that gives up first (its request timeout) is never forwarded.
  */
@@ -43,7 +45,10 @@ export type S3Operation =
   | 'Other';
 
 export type S3ErrorFault = 'SlowDown' | 'InternalError' | 'ServiceUnavailable';
-export type Fault = S3ErrorFault | 'reset' | 'lost-response' | 'blackhole';
+export type Fault = S3ErrorFault | 'reset' | 'lost-response' | 'blackhole' | 'cut-body';
+
+/** How much of a response body a `cut-body` fault lets through before it resets the connection. */
+export const CUT_BODY_AFTER = 64 * 1024;
 
 const ERRORS: Record<S3ErrorFault, { status: number; message: string }> = {
   SlowDown: { status: 503, message: 'Please reduce your request rate.' },
@@ -277,6 +282,7 @@ export class S3FaultProxy {
     switch (fault) {
       case undefined:
       case 'lost-response':
+      case 'cut-body':
         this.#forward(req, res, entry);
         return;
       case 'reset':
@@ -347,6 +353,23 @@ export class S3FaultProxy {
         entry.status = ures.statusCode;
         entry.outcome = 'forwarded';
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
+        if (entry.fault === 'cut-body') {
+          let sent = 0;
+          ures.on('data', (chunk: Buffer) => {
+            if (sent >= CUT_BODY_AFTER) return;
+            const room = CUT_BODY_AFTER - sent;
+            res.write(chunk.length > room ? chunk.subarray(0, room) : chunk);
+            sent += Math.min(room, chunk.length);
+            if (sent >= CUT_BODY_AFTER) {
+              entry.outcome = 'reset';
+              ures.destroy();
+              // Let the bytes written so far leave before the reset.
+              setTimeout(() => resetSocket(req.socket), 50);
+            }
+          });
+          ures.once('end', () => res.end());
+          return;
+        }
         pipeline(ures, res).catch(() => resetSocket(req.socket));
       },
     );

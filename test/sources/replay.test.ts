@@ -577,3 +577,36 @@ test('batches are also cut by the size of their lines, so long lines never make 
   assert.deepEqual(batches.map((b) => b.records.length), [3, 3, 1]);
   assert.equal(recordsOf(batches).length, 7);
 });
+
+test('an s3:// object whose download is cut mid-body is resumed from where it stopped, same ETag, every record once', { skip: s3Skip(), timeout: 60_000 }, async () => {
+  const { startS3FaultProxy, CUT_BODY_AFTER } = await import('../helpers/s3-fault-proxy.js');
+  const { createS3Client } = await import('../../src/sinks/s3.js');
+  const direct = testS3Client();
+  const bucket = await createTestBucket(direct);
+  const proxy = await startS3FaultProxy();
+  const client = createS3Client({ endpoint: proxy.url, forcePathStyle: true });
+  try {
+    const { randomBytes } = await import('node:crypto');
+    // Random text: the compressed object too is long enough to be cut twice.
+    const events = eventsOverHours([400, 400]).map((e) => ({ ...e, noise: randomBytes(600).toString('base64') }));
+    const plain = encode(events, 'lines');
+    const body = zstd(plain);
+    assert.ok(body.length > 3 * CUT_BODY_AFTER, 'the object is long enough to be cut twice');
+    await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'big.jsonl', Body: plain }));
+    await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'big.zst', Body: body }));
+    for (const key of ['big.jsonl', 'big.zst']) {
+      const before = proxy.log.length;
+      proxy.failNext('GetObject', 'cut-body', 2);
+      const batches = await collect(createReplaySource(await s3Inputs(client, `s3://${bucket}/${key}`)));
+      assert.deepEqual(recordsOf(batches), events, key);
+      assert.equal(batches.flatMap((b) => b.quarantined).length, 0, key);
+      const gets = proxy.log.slice(before).filter((e) => e.op === 'GetObject');
+      assert.deepEqual(gets.map((e) => e.outcome), ['reset', 'reset', 'forwarded'], key);
+    }
+  } finally {
+    client.destroy();
+    await proxy.close();
+    await emptyAndDeleteBucket(direct, bucket);
+    direct.destroy();
+  }
+});
