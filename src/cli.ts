@@ -18,7 +18,7 @@ import { REPLAY_ORG_ID, runReplay, type ReplayOptions } from './replay.js';
 import { ProgressLine } from './progress.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkApiUrl } from './sources/atlassian-events.js';
-import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult } from './pipeline.js';
+import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult, type RunResult } from './pipeline.js';
 import { createSimulator } from './simulator/index.js';
 import { MAX_BUDGET_REQUESTS, type RateBudget } from './sources/rate-pacer.js';
 import { parseDuration, parseFrom, parseSize } from './time.js';
@@ -394,21 +394,30 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
   };
 }
 
-function printSummary(result: PipelineResult, out: NodeJS.WritableStream): void {
+/**
+ * The summary a run or a replay prints: `received` names how records came in (`fetched`,
+ * `read`), `extra` lines go after the counts, `after` lines at the end.
+ */
+function printSummary(result: RunResult, out: NodeJS.WritableStream, received: 'fetched' | 'read', extra: string[], after: string[]): void {
   out.write(
     [
-      `records fetched:  ${result.fetched} (= written + quarantined + duplicates)`,
+      `${`records ${received}:`.padEnd(18)}${result.fetched} (= written + quarantined + duplicates)`,
       `events written:   ${result.events}`,
       `objects:          ${result.objects}`,
       `quarantined:      ${result.quarantined}`,
       `duplicates:       ${result.duplicates}`,
+      ...extra,
       `events under:     ${result.where}`,
       `checkpoint:       ${result.statePath}`,
-      ...(result.abandoned
-        ? ['stopped before objects in flight could complete: they were aborted, and the next run collects their events again']
-        : []),
+      ...after,
     ].join('\n') + '\n',
   );
+}
+
+/** printSummary for `run` and `demo`. */
+function printRunSummary(result: PipelineResult, out: NodeJS.WritableStream): void {
+  const aborted = 'stopped before objects in flight could complete: they were aborted, and the next run collects their events again';
+  printSummary(result, out, 'fetched', [], result.abandoned ? [aborted] : []);
 }
 
 /** Installs SIGINT/SIGTERM: the first stops gracefully, the second aborts. */
@@ -531,19 +540,8 @@ async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   const signals = signalControllers(logger);
   try {
     const result = await runReplay({ ...config.replay, signal: signals.stop.signal, abortSignal: signals.abort.signal }, { logger, metrics, ...faultInjection(env) });
-    process.stdout.write(
-      [
-        `records read:     ${result.fetched} (= written + quarantined + duplicates)`,
-        `events written:   ${result.events}`,
-        `objects:          ${result.objects}`,
-        `quarantined:      ${result.quarantined}`,
-        `duplicates:       ${result.duplicates}`,
-        `inputs finished:  ${result.finished.length}${result.skipped.length === 0 ? '' : ` (${result.skipped.length} skipped: finished by an earlier replay into this state)`}`,
-        `events under:     ${result.where}`,
-        `checkpoint:       ${result.statePath}`,
-        ...(result.stopped ? ['stopped: run the same command again to continue where it stopped'] : []),
-      ].join('\n') + '\n',
-    );
+    const skipped = result.skipped.length === 0 ? '' : ` (${result.skipped.length} skipped: finished by an earlier replay into this state)`;
+    printSummary(result, process.stdout, 'read', [`inputs finished:  ${result.finished.length}${skipped}`], result.stopped ? ['stopped: run the same command again to continue where it stopped'] : []);
     return 0;
   } finally {
     signals.dispose();
@@ -578,7 +576,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       { logger, metrics, ...faultInjection(env) },
     );
     progress?.stop();
-    printSummary(result, process.stdout);
+    printRunSummary(result, process.stdout);
     return 0;
   } finally {
     progress?.stop();
@@ -609,7 +607,7 @@ async function commandDemo(argv: string[]): Promise<number> {
       { orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: url, from: 0, statePath, rateLimit: false, output: { kind: 'local', dir: resolve(outDir, 'objects') } },
       { logger },
     );
-    printSummary(result, process.stdout);
+    printRunSummary(result, process.stdout);
     process.stdout.write(
       `\nRead the events:   ${demoGlob(outDir, DEFAULT_PREFIX)}\n` +
         `Quarantined lines: ${demoGlob(outDir, DEFAULT_QUARANTINE_PREFIX)}\n` +

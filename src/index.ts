@@ -29,7 +29,7 @@ export { createUnbatch, unpackEvents, type UnbatchOptions } from './transforms/u
 export { createObjectSink, ObjectSink, type ObjectSinkOptions, type ObjectSinkDeps, type ObjectStore, type ObjectUpload, type ObjectKind, type SinkJournal, type EpochCommit } from './sinks/object-sink.js';
 export { createS3Sink, createS3Client, S3Store, type S3SinkOptions, type S3StoreOptions, type S3ClientOptions } from './sinks/s3.js';
 export { createLocalDirSink, LocalDirStore, type LocalDirSinkOptions, type LocalDirStoreOptions } from './sinks/local-dir.js';
-export { runPipeline, createOutputSink, outputWhere, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, type PipelineOptions, type PipelineDeps, type PipelineResult, type OutputOptions } from './pipeline.js';
+export { runPipeline, createOutputSink, outputWhere, type RunResult, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, type PipelineOptions, type PipelineDeps, type PipelineResult, type OutputOptions } from './pipeline.js';
 export { loadState, saveState, acquireLock, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
 export { createMetrics, type PipelineMetrics, type MetricsOptions } from './metrics.js';
 export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './metrics-server.js';

@@ -175,8 +175,9 @@ export interface PipelineDeps {
   metrics?: PipelineMetrics;
 }
 
-export interface PipelineResult {
-  /** Records received from the API and committed: always events + quarantined + duplicates. */
+/** What a run (`runPipeline` or `runReplay`) wrote and where, as its checkpoint commits count it. */
+export interface RunResult {
+  /** Records received (from the API, or read by a replay) and committed: always events + quarantined + duplicates. */
   fetched: number;
   /** Events written to committed objects by this run (restarts included). */
   events: number;
@@ -188,8 +189,6 @@ export interface PipelineResult {
   objects: number;
   /** Keys of those objects. */
   keys: string[];
-  /** The checkpoint's position at the end: where the next run resumes. */
-  position: Position;
   /** Absolute path of the state file. */
   statePath: string;
   /** Where event objects went: `s3://bucket/prefix`, a directory, or `<where>/prefix` for your own store. */
@@ -198,6 +197,11 @@ export interface PipelineResult {
   stopped: boolean;
   /** True when a stop had to abort objects in flight (see `stopTimeoutMs`). */
   abandoned: boolean;
+}
+
+export interface PipelineResult extends RunResult {
+  /** The checkpoint's position at the end: where the next run resumes. */
+  position: Position;
 }
 
 export const DEFAULT_PREFIX = 'atlassian/audit/';
@@ -392,7 +396,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   }
 }
 
-function addTotals(totals: { fetched: number; events: number; quarantined: number; duplicates: number; objects: number; keys: string[] }, journal: StateJournal): void {
+function addTotals(totals: Pick<RunResult, 'fetched' | 'events' | 'quarantined' | 'duplicates' | 'objects' | 'keys'>, journal: StateJournal): void {
   const s = journal.session;
   totals.fetched += s.fetched;
   totals.events += s.events;

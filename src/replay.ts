@@ -25,7 +25,7 @@ import { systemClock, type Clock } from './clock.js';
 import { AbortError, ConfigError, StateError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { measureBackpressure, type PipelineMetrics } from './metrics.js';
-import { checkPrefixes, createOutputSink, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, outputWhere, stopControl, type OutputOptions } from './pipeline.js';
+import { checkPrefixes, createOutputSink, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, outputWhere, stopControl, type OutputOptions, type RunResult } from './pipeline.js';
 import type { EpochCommit } from './sinks/object-sink.js';
 import { createS3Client } from './sinks/s3.js';
 import { createReplaySource, fileInput, readReplayPosition, s3Inputs, stdinInput, type ReplayInput, type ReplayProgress } from './sources/replay.js';
@@ -86,31 +86,11 @@ export interface ReplayDeps {
   metrics?: PipelineMetrics;
 }
 
-export interface ReplayResult {
-  /** Records read and committed: events + quarantined + duplicates. */
-  fetched: number;
-  /** Events written to committed objects by this run. */
-  events: number;
-  /** Records written to quarantine objects by this run. */
-  quarantined: number;
-  /** Events dropped by dedupe as already written. */
-  duplicates: number;
-  /** Objects completed and committed by this run. */
-  objects: number;
-  /** Keys of those objects. */
-  keys: string[];
-  /** Inputs read to their end by this run, and those skipped because an earlier run finished them. */
+export interface ReplayResult extends RunResult {
+  /** Inputs read to their end by this run. */
   finished: string[];
   /** Inputs skipped because an earlier run on this state finished them. */
   skipped: string[];
-  /** Absolute path of the state file. */
-  statePath: string;
-  /** Where event objects went: `s3://bucket/prefix`, a directory, or `<where>/prefix` for your own store. */
-  where: string;
-  /** True when `signal` stopped the run. */
-  stopped: boolean;
-  /** True when a stop had to abort objects in flight (see `stopTimeoutMs`). */
-  abandoned: boolean;
 }
 
 /**

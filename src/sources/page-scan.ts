@@ -138,7 +138,8 @@ export function attachRawText(text: string, records: unknown[]): number {
   return marked;
 }
 
-function isSpace(c: number): boolean {
+/** JSON whitespace: space, tab, line feed, carriage return. */
+export function isJsonSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
@@ -146,7 +147,7 @@ function isSpace(c: number): boolean {
 function nextSignificant(text: string, i: number, end: number): number {
   for (; i < end; i++) {
     const c = text.charCodeAt(i);
-    if (!isSpace(c)) return c;
+    if (!isJsonSpace(c)) return c;
   }
   return -1;
 }
@@ -209,7 +210,7 @@ export function timeValueRange(text: string, from: number, to: number): [number,
       depth--;
       continue;
     }
-    if (!isSpace(c) && c !== 0x3a && c !== 0x2c) {
+    if (!isJsonSpace(c) && c !== 0x3a && c !== 0x2c) {
       // The first character of a number, true, false or null: a value, not a key.
       if (depth === 1) key1 = undefined;
       if (depth === 2) timeNext = false;

@@ -36,7 +36,7 @@ import { streamArray } from 'stream-json/streamers/stream-array.js';
 import { withParser } from 'stream-json/utils/with-parser.js';
 import { InputError } from '../errors.js';
 import { RAW_TEXT, withOrigin, type QuarantineRecord } from '../types.js';
-import { timeValueRange } from './page-scan.js';
+import { isJsonSpace, timeValueRange } from './page-scan.js';
 
 /** Longest line held whole; a longer one is quarantined with its first {@link LONG_LINE_HEAD} bytes. */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -118,10 +118,6 @@ export function compressionOf(head: Uint8Array): ReplayCompression {
   if (head.length >= 4 && (head[0]! & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18) return 'zstd';
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   return 'none';
-}
-
-function isJsonSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
 function isBlank(s: string): boolean {
