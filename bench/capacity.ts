@@ -4,8 +4,8 @@
  * The simulator (its records rendered once into byte slabs, so a page is a copy of byte ranges)
  * and an S3 endpoint that accepts and discards uploads run in a fixture process; each pipeline
  * runs in a fresh process of its own, so its CPU, peak RSS and event-loop delay are its own.
- * In the same run, round by round and in alternating order: ours (`runPipeline` with its defaults
- * and metrics, no request budget of its own), the straightforward baseline (bench/baseline.ts),
+ * In the same run, round by round and in alternating order: ours (`runPipeline` with its defaults,
+ * the CLI's heap growth (src/heap.ts) and metrics, no request budget of its own), the straightforward baseline (bench/baseline.ts),
  * ours with `pageWorkers: 0` (the smallest footprint), and the machine's floor (the same pages fetched, `JSON.parse` of each page and `JSON.stringify`
  * of each record timed alone, on one thread).
  */
@@ -164,7 +164,7 @@ export async function capacity(o: CapacityOptions): Promise<ScenarioResult> {
     about: [
       `${truth.totalRecords.toLocaleString('en-US')} simulated records (fixed seed; ~1 % malformed, ~0.5 % re-delivered), served by the simulator in 500-record pages ` +
         'from a fixture process, into an S3 endpoint that accepts and discards uploads. Each run is a fresh process: ours is `runPipeline` with its defaults ' +
-        '(two page workers, metrics on, no request budget of its own), "ours, --page-workers 0" the same with every page processed on the main thread, the baseline is bench/baseline.ts, the floor is the same pages through `JSON.parse` and `JSON.stringify` alone.',
+        '(two page workers, metrics on, the CLI\'s heap growth of 100 %, no request budget of its own), "ours, --page-workers 0" the same with every page processed on the main thread, the baseline is bench/baseline.ts, the floor is the same pages through `JSON.parse` and `JSON.stringify` alone.',
       '**events/s** counts valid events written (records parsed, for the floor), over the wall time from the first request to the last object complete ' +
         '(for the floor: over the time inside the two JSON calls). **CPU** is the pipeline process plus its zstd children, per million records received. ' +
         'Median and (min–max) over the runs; ratios are of runs in the same round.',

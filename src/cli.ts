@@ -12,6 +12,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { lockHolder, loadState, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT, setHeapGrowth } from './heap.js';
 import { DropoffAlarm, DROPOFF_MAX_MS, DROPOFF_MIN_MS } from './dropoff.js';
 import { createMetrics, isMetricPrefix, type PipelineMetrics } from './metrics.js';
 import { REPLAY_ORG_ID, runReplay, type ReplayOptions } from './replay.js';
@@ -83,6 +84,9 @@ AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
   --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
   --progress auto|off        progress line while catching up (default auto: only when
                              stderr is a TTY)
+  --heap-growth PERCENT      let V8's heap grow this much above its live size between full
+                             garbage collections, 0–300; 0 = V8's own choice, up to 300
+                             (default 100: lower peak RSS for about 5 % more CPU)
 
 replay: reads archives of audit events through the same validate, normalise, dedupe and
 sink path as run. INPUT is a file, - for stdin, or s3://bucket/prefix (every object under it,
@@ -95,7 +99,7 @@ It takes run's sink, state, metrics and log flags (--bucket, --prefix, --quarant
 --s3-endpoint, --s3-force-path-style, --s3-region, --out-dir, --zstd-level,
 --object-max-bytes, --object-max-age, --part-size, --upload-concurrency, --sse,
 --sse-kms-key-id, --dedupe-window, --stop-timeout, --log-level, --log-format,
---metrics-host, --metrics-prefix), and:
+--metrics-host, --metrics-prefix, --heap-growth), and:
   --state FILE               replay checkpoint (default ./atlassian-audit-replay-state.json;
                              never ATLASSIAN_AUDIT_STATE, which is the collector's)
   --metrics-port N           serve /metrics, /healthz, /readyz on N (default 0: off; never
@@ -150,6 +154,7 @@ const RUN_OPTIONS = {
   'stop-timeout': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
+  'heap-growth': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -177,6 +182,7 @@ const REPLAY_OPTIONS = {
   'stop-timeout': RUN_OPTIONS['stop-timeout'],
   'log-level': RUN_OPTIONS['log-level'],
   'log-format': RUN_OPTIONS['log-format'],
+  'heap-growth': RUN_OPTIONS['heap-growth'],
   'batch-size': { type: 'string' },
   help: RUN_OPTIONS.help,
 } as const;
@@ -315,6 +321,8 @@ export interface RunConfig {
   progress: 'auto' | 'off';
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty' | undefined;
+  /** V8 heap growth above the live size, percent (see heap.ts). */
+  heapGrowthPercent: number;
 }
 
 /** argv (after `run`) + environment → a validated configuration. Throws ConfigError. */
@@ -391,7 +399,13 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     progress,
     logLevel,
     logFormat,
+    heapGrowthPercent: heapGrowth(values, env),
   };
+}
+
+/** `--heap-growth`, shared by `run` and `replay`. */
+function heapGrowth(values: Values, env: NodeJS.ProcessEnv): number {
+  return int(values, 'heap-growth', env, 0, MAX_HEAP_GROWTH_PERCENT) ?? DEFAULT_HEAP_GROWTH_PERCENT;
 }
 
 /**
@@ -492,6 +506,8 @@ export interface ReplayConfig {
   metricsPrefix: string;
   logLevel: LogLevel;
   logFormat: 'json' | 'pretty' | undefined;
+  /** V8 heap growth above the live size, percent (see heap.ts). */
+  heapGrowthPercent: number;
 }
 
 /** argv (after `replay`) + environment → a validated configuration. Throws ConfigError. */
@@ -524,11 +540,12 @@ export function parseReplayConfig(argv: string[], env: NodeJS.ProcessEnv): Repla
   // A replay is a job that ends: no metrics server unless its flag asks for one (not from
   // ATLASSIAN_AUDIT_METRICS_PORT, which in a collector's environment is the collector's port).
   const metricsFlags = parseMetricsFlags(values, env);
-  return { replay, ...metricsFlags, metricsPort: int(values, 'metrics-port', {}, 0, 65535) ?? 0, ...parseLog(values, env) };
+  return { replay, ...metricsFlags, metricsPort: int(values, 'metrics-port', {}, 0, 65535) ?? 0, ...parseLog(values, env), heapGrowthPercent: heapGrowth(values, env) };
 }
 
 async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const config = parseReplayConfig(argv, env);
+  setHeapGrowth(config.heapGrowthPercent);
   const metrics = createMetrics({ prefix: config.metricsPrefix });
   const logger = createLogger({
     level: config.logLevel,
@@ -551,6 +568,7 @@ async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
 
 async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const config = parseRunConfig(argv, env);
+  setHeapGrowth(config.heapGrowthPercent);
   const metrics = createMetrics({ prefix: config.metricsPrefix });
   // The progress line only on a terminal: in a pipe or a log file, the log lines serve instead.
   const progress = config.progress === 'auto' && process.stderr.isTTY === true
@@ -597,6 +615,7 @@ async function commandDemo(argv: string[]): Promise<number> {
   if (!Number.isInteger(events) || events < 1) throw new ConfigError('--events must be a positive whole number');
   const outDir = resolve(values['out-dir'] ?? 'demo-output');
   const sim = createSimulator({ events, seed: values.seed === undefined ? 1 : Number(values.seed) });
+  setHeapGrowth(DEFAULT_HEAP_GROWTH_PERCENT);
   const url = await sim.start(0, '127.0.0.1');
   const logger = createLogger({ level: 'warn' });
   process.stdout.write(`demo: simulator with ${events} events at ${url}; collecting into ${outDir}\n`);

@@ -35,3 +35,4 @@ export { createMetrics, type PipelineMetrics, type MetricsOptions } from './metr
 export { startMetricsServer, type MetricsServer, type MetricsServerOptions } from './metrics-server.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';
 export { systemClock, type Clock } from './clock.js';
+export { setHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from './heap.js';

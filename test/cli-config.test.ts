@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseReplayConfig, parseRunConfig } from '../src/cli.js';
 import { ConfigError } from '../src/errors.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/heap.js';
 
 const ENV = { ATLASSIAN_API_KEY: 'cli-config-test-key' };
 const S3 = ['--org-id', 'org', '--bucket', 'b'];
@@ -78,6 +79,19 @@ test('--page-workers takes 0 to 8 (ATLASSIAN_AUDIT_PAGE_WORKERS too) and reaches
   assert.equal(parseRunConfig(S3, ENV).pipeline.pageWorkers, undefined);
   rejects([...S3, '--page-workers', '9'], /--page-workers must be a whole number from 0 to 8/);
   rejects([...S3, '--page-workers', 'two'], /--page-workers must be a whole number from 0 to 8/);
+});
+
+test('--heap-growth takes 0 to 300 (default 100, ATLASSIAN_AUDIT_HEAP_GROWTH too) for run and replay; setHeapGrowth refuses the rest', () => {
+  assert.equal(parseRunConfig(S3, ENV).heapGrowthPercent, DEFAULT_HEAP_GROWTH_PERCENT);
+  assert.equal(DEFAULT_HEAP_GROWTH_PERCENT, 100);
+  assert.equal(parseRunConfig([...S3, '--heap-growth', '0'], ENV).heapGrowthPercent, 0);
+  assert.equal(parseRunConfig(S3, { ...ENV, ATLASSIAN_AUDIT_HEAP_GROWTH: '300' }).heapGrowthPercent, 300);
+  rejects([...S3, '--heap-growth', '301'], /--heap-growth must be a whole number from 0 to 300/);
+  rejects([...S3, '--heap-growth', '1.5'], /--heap-growth must be a whole number from 0 to 300/);
+  assert.equal(parseReplayConfig(['a'], {}).heapGrowthPercent, 100);
+  assert.equal(parseReplayConfig(['a', '--heap-growth', '50'], {}).heapGrowthPercent, 50);
+  assert.throws(() => parseReplayConfig(['a', '--heap-growth=-1'], {}), /--heap-growth must be a whole number from 0 to 300/);
+  for (const bad of [-1, 301, 2.5, Number.NaN]) assert.throws(() => setHeapGrowth(bad), RangeError);
 });
 
 test('replay: the sink flags as run has them, --state and --metrics-port from flags only, inputs as arguments', () => {

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../../src/heap.js';
 import { createMetrics } from '../../src/metrics.js';
 import { runPipeline } from '../../src/pipeline.js';
 import { createS3Client } from '../../src/sinks/s3.js';
@@ -109,7 +110,9 @@ async function run(job: ChildJob): Promise<ChildReport> {
       jsonSeconds = r.seconds;
       counts.events = r.records;
     } else if (job.impl === 'ours' || job.impl === 'ours-inline') {
-      // With metrics, as the CLI always runs it; they also give the byte counts.
+      // With the CLI's heap growth and with metrics, as the CLI always runs it; the metrics also
+      // give the byte counts.
+      setHeapGrowth(DEFAULT_HEAP_GROWTH_PERCENT);
       const metrics = createMetrics({ registry: new Registry(), defaultMetrics: false });
       const r = await runPipeline(
         {

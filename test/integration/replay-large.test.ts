@@ -15,7 +15,7 @@ import { BIN } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fs.js';
 
 /** README.md, "Replaying archives": peak RSS of a replay, whatever the input's size. */
-const RSS_BOUND_MIB = 384;
+const RSS_BOUND_MIB = 320;
 const INPUT_BYTES = 2 * 1024 ** 3;
 
 /** Writes ~`bytes` of 1.3 KB events, one a second, as JSON lines or one JSON array; returns how many. */
