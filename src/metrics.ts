@@ -65,9 +65,15 @@ export interface Health {
   /** `processedAt` / `attributes.time` of the newest event in a complete object, epoch ms. */
   newestProcessedAtMs: number | undefined;
   newestEventTimeMs: number | undefined;
+  /**
+   * The checkpoint's newest processedAt when the pipeline started, epoch ms: the drop-off alarm's
+   * stand-in for the last write until an events object completes. Only the start sets it, so a
+   * quarantine-only object can never look like a write.
+   */
+  resumedProcessedAtMs: number | undefined;
   /** Last checkpoint save, epoch ms. */
   lastCheckpointMs: number | undefined;
-  /** Last time the sink committed, or handled the end of a poll: the whole pipeline moved. */
+  /** Last time the sink committed, or handled the end of a poll with nothing waiting in an open object: the whole pipeline moved. */
   lastProgressMs: number | undefined;
   /** Last time the pipeline failed and had to be rebuilt (follow mode), epoch ms. */
   lastFailureMs: number | undefined;
@@ -104,6 +110,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     lastWrittenMs: undefined,
     newestProcessedAtMs: undefined,
     newestEventTimeMs: undefined,
+    resumedProcessedAtMs: undefined,
     lastCheckpointMs: undefined,
     lastProgressMs: undefined,
     lastFailureMs: undefined,
@@ -119,8 +126,8 @@ export function createMetrics(options: MetricsOptions = {}) {
   };
   /**
    * Ready: an API page succeeded within the window, and the pipeline has moved (committed, or
-   * handled a poll's end) since it last failed: a sink that keeps failing is not ready even
-   * though each rebuilt pipeline fetches a page.
+   * handled a poll's end with nothing waiting in an open object) since it last failed: a sink
+   * that keeps failing is not ready even though each rebuilt pipeline fetches a page.
    */
   const isReady = (): boolean =>
     health.lastPageOkMs !== undefined &&
@@ -150,7 +157,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     eventsDuplicate: new Counter({ name: `${p}events_duplicates_dropped_total`, help: 'Records dropped because their id was already admitted (counted when committed).', registers }),
     // API
     apiRequests: new Counter({ name: `${p}api_requests_total`, help: 'Requests to the events API by HTTP status (0 = no response).', labelNames: ['status'], registers }),
-    apiRequestSeconds: new Histogram({ name: `${p}api_request_duration_seconds`, help: 'Time to fetch and parse one page.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
+    apiRequestSeconds: new Histogram({ name: `${p}api_request_duration_seconds`, help: 'Time from sending one API request to having its whole body, any status (parsing not included).', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     apiRetries: new Counter({ name: `${p}api_retries_total`, help: 'Retried API requests by cause.', labelNames: ['cause'], registers }),
     rateLimitWaits: new Counter({ name: `${p}api_rate_limit_waits_total`, help: 'Requests held for the rate limit: reason="pacing" (spacing within the budget or until X-RateLimit-Reset), reason="429" (after a refusal).', labelNames: ['reason'], registers }),
     rateLimitWaitSeconds: new Counter({ name: `${p}api_rate_limit_wait_seconds_total`, help: 'Seconds spent waiting for the API rate limit, by reason (pacing, 429).', labelNames: ['reason'], registers }),

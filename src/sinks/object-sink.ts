@@ -357,8 +357,12 @@ export class ObjectSink extends Writable {
     this.#lastPosition = batch.position;
     this.#poll.duplicates += batch.duplicates ?? 0;
     if (batch.pollEnd === undefined) return;
-    // The poll went through every stage: the pipeline is making progress (readiness).
-    if (this.#metrics !== undefined) this.#metrics.health.lastProgressMs = this.#clock.now();
+    // The poll went through every stage with nothing left waiting in an open object: the pipeline
+    // is making progress (readiness). With records still in an open object, only that object's
+    // commit shows progress: a rebuilt pipeline whose uploads keep failing must not look ready
+    // between its failures.
+    const waiting = this.#epoch !== undefined && (this.#epoch.events > 0 || this.#epoch.quarantined > 0);
+    if (this.#metrics !== undefined && !waiting) this.#metrics.health.lastProgressMs = this.#clock.now();
     if (batch.pollEnd.nextPollAtMs === undefined) this.#lastPoll = batch.pollEnd;
     else this.#logPoll(batch.pollEnd);
   }

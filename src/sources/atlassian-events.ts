@@ -147,6 +147,9 @@ const MAX_RATE_LIMIT_WAIT_MS = 24 * 3_600_000;
  */
 const MAX_FUTURE_SKEW_MS = 24 * 3_600_000;
 
+/** A response body over `maxPageBytes`: a page refused as malformed, not a network failure. */
+class BodyTooLargeError extends Error {}
+
 async function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -154,7 +157,7 @@ async function readBody(body: Dispatcher.ResponseData['body'], max: number): Pro
     size += (chunk as Buffer).length;
     if (size > max) {
       body.destroy();
-      throw new Error(`response body larger than ${max} bytes`);
+      throw new BodyTooLargeError(`response body larger than ${max} bytes`);
     }
     chunks.push(chunk as Buffer);
   }
@@ -580,7 +583,8 @@ class EventsStreamReadable extends GeneratorReadable {
         // Honour hints of any length, but never retry at once (a hint of 0, or a reset time that
         // already passed, would become a tight loop) and never beyond a day (a nonsense hint).
         const hint = outcome.waitMs;
-        waitMs = hint === undefined ? this.#backoff(rateLimited) : Math.min(Math.max(hint, MIN_RATE_LIMIT_WAIT_MS), MAX_RATE_LIMIT_WAIT_MS);
+        // Without a hint, the backoff, but also never less than the minimum.
+        waitMs = Math.min(Math.max(hint ?? this.#backoff(rateLimited), MIN_RATE_LIMIT_WAIT_MS), MAX_RATE_LIMIT_WAIT_MS);
         this.#countWait('429', waitMs);
         logger.warn('rate limited by the API; waiting', { waitMs: Math.round(waitMs) });
       } else {
@@ -647,6 +651,7 @@ class EventsStreamReadable extends GeneratorReadable {
       body = await readBody(res.body, maxPageBytes);
     } catch (err) {
       if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
+      if (err instanceof BodyTooLargeError) return { ok: false, retry: 'malformed', detail: err.message };
       const timedOut = timeout.aborted || (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
       return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: (err as { code?: string }).code ?? (err as Error).message };
     }

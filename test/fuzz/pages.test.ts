@@ -25,6 +25,7 @@ import { createAtlassianEventsSource, type AtlassianEventsOptions } from '../../
 import type { Batch } from '../../src/types.js';
 import { batchRecords, makeEvent } from '../helpers/batches.js';
 import { listFiles, tempDir } from '../helpers/fs.js';
+import { localRunOptions } from '../helpers/pipeline-options.js';
 import { fuzzSeed, Prng, watchUnhandled } from '../helpers/fuzz.js';
 import { CaseGen, caseText, expectOutput, shuffle, type Case } from '../helpers/fuzz-cases.js';
 import { pageBody, startScriptedApi, type BadAnswer, type ScriptedApi, type ScriptedPage } from '../helpers/scripted-api.js';
@@ -151,19 +152,7 @@ function script(p: Prng): Scripted {
 }
 
 function pipelineOptions(api: ScriptedApi, dir: string, over: Partial<PipelineOptions> = {}): PipelineOptions {
-  return {
-    orgId: api.orgId,
-    apiKey: api.apiKey,
-    apiUrl: api.url,
-    from: 0,
-    statePath: join(dir, 'state.json'),
-    output: { kind: 'local', dir: join(dir, 'out') },
-    pageSize: PAGE_SIZE,
-    maxRetries: 3,
-    backoffBaseMs: 1,
-    backoffCapMs: 5,
-    ...over,
-  };
+  return localRunOptions(api, dir, { pageSize: PAGE_SIZE, maxRetries: 3, ...over });
 }
 
 async function received(metrics: PipelineMetrics): Promise<number> {
@@ -288,7 +277,7 @@ test('maxPageBytes: a body of exactly the limit is read, one byte more is retrie
   try {
     await assert.rejects(drain(createAtlassianEventsSource(sourceOptions(api, { maxPageBytes: limit }), { clock: fastClock })), (err: unknown) => {
       assert.ok(err instanceof ApiError);
-      assert.match(err.message, /after 2 retries.*larger than/);
+      assert.match(err.message, /after 2 retries \(last: malformed: response body larger than/);
       return true;
     });
     assert.equal(api.requestsFor(0).length, 3);
