@@ -51,6 +51,11 @@ export interface CheckpointState {
   origin: number;
   /** Where the collector resumes reading the API. Replay leaves it as it is. */
   position: Position;
+  /**
+   * When `position` last moved, ISO 8601 UTC (the cursor's age in `status`). Absent in older
+   * files and until the first commit that moves it.
+   */
+  positionMovedAt?: string;
   /** processedAt of the newest event in a complete object. */
   lastProcessedAt?: string;
   /** Object names handed out so far. */
@@ -108,6 +113,7 @@ function checkState(path: string, json: unknown): CheckpointState {
   if (typeof s.seq !== 'number' || !Array.isArray(s.dedupe) || !s.dedupe.every((x) => typeof x === 'string')) throw invalid(path, 'bad seq or dedupe');
   if (typeof s.inflight !== 'object' || s.inflight === null) throw invalid(path, 'bad inflight');
   if (typeof s.totals !== 'object' || s.totals === null) throw invalid(path, 'bad totals');
+  if (s.positionMovedAt !== undefined && (typeof s.positionMovedAt !== 'string' || !Number.isFinite(Date.parse(s.positionMovedAt)))) throw invalid(path, 'bad positionMovedAt');
   if (s.replay !== undefined) {
     const r = s.replay as unknown;
     if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(path, 'bad replay');
@@ -365,8 +371,13 @@ export class StateJournal implements SinkJournal {
   async commit(c: EpochCommit): Promise<void> {
     this.#opts.beforeCommit?.(c);
     const s = this.state;
-    if (this.#opts.commitPosition === undefined) s.position = c.position;
-    else this.#opts.commitPosition(s, c.position);
+    if (this.#opts.commitPosition === undefined) {
+      const p = s.position;
+      if (p.cursor !== c.position.cursor || p.from !== c.position.from || p.skip !== c.position.skip) s.positionMovedAt = new Date().toISOString();
+      s.position = c.position;
+    } else {
+      this.#opts.commitPosition(s, c.position);
+    }
     if (c.lastProcessedAt !== undefined && (s.lastProcessedAt === undefined || parseRfc3339(c.lastProcessedAt)! > parseRfc3339(s.lastProcessedAt)!)) {
       s.lastProcessedAt = c.lastProcessedAt;
     }

@@ -80,7 +80,7 @@ AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
                              headers and 429s are honoured either way
   --stop-timeout DURATION    after SIGINT/SIGTERM, how long objects in flight may take to
                              complete before they are aborted (default 20s)
-  --log-level LEVEL          debug|info|warn|error (default info)
+  --log-level LEVEL          debug|info|warn|error, or silent for none (default info)
   --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
   --progress auto|off        progress line while catching up (default auto: only when
                              stderr is a TTY)
@@ -298,7 +298,7 @@ function parseOutput(values: Values, env: NodeJS.ProcessEnv): PipelineOptions['o
 /** The log flags shared by `run` and `replay`. */
 function parseLog(values: Values, env: NodeJS.ProcessEnv): { logLevel: LogLevel; logFormat: 'json' | 'pretty' | undefined } {
   const logLevel = (get(values, 'log-level', env) ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError('--log-level must be debug, info, warn or error');
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError('--log-level must be debug, info, warn, error or silent');
   const logFormat = get(values, 'log-format', env);
   if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') throw new ConfigError('--log-format must be json or pretty');
   return { logLevel, logFormat };
@@ -676,6 +676,8 @@ export async function readStatus(statePath: string, now = Date.now()): Promise<R
     stateId: state.stateId,
     orgId: state.orgId,
     position: p.cursor !== undefined ? { cursor: p.cursor, skip: p.skip } : { from: new Date(p.from!).toISOString(), skip: p.skip },
+    positionMovedAt: state.positionMovedAt ?? null,
+    cursorAgeSeconds: state.positionMovedAt === undefined ? null : Math.round((now - Date.parse(state.positionMovedAt)) / 1000),
     checkpointSavedAt: state.updatedAt,
     checkpointAgeSeconds: Math.round((now - Date.parse(state.updatedAt)) / 1000),
     lastProcessedAt: state.lastProcessedAt ?? null,
@@ -718,7 +720,12 @@ async function commandStatus(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   const lines = [
     `state:             ${String(s['state'])} (${isReplay ? 'replay' : `org ${String(s['orgId'])}`}, stateId ${String(s['stateId'])})`,
     ...replayLines,
-    ...(isReplay ? [] : [`position:          ${pos.cursor !== undefined ? `cursor ${pos.cursor.length > 24 ? `${pos.cursor.slice(0, 24)}… (${pos.cursor.length} chars)` : pos.cursor}` : `from ${pos.from}`}, ${pos.skip} records of its page handled`]),
+    ...(isReplay
+      ? []
+      : [
+          `position:          ${pos.cursor !== undefined ? `cursor ${pos.cursor.length > 24 ? `${pos.cursor.slice(0, 24)}… (${pos.cursor.length} chars)` : pos.cursor}` : `from ${pos.from}`}, ${pos.skip} records of its page handled`,
+          `position moved:    ${s['positionMovedAt'] === null ? 'not recorded yet' : ago(s['positionMovedAt'] as string, now)}`,
+        ]),
     `checkpoint saved:  ${ago(s['checkpointSavedAt'] as string, now)}`,
     ...(isReplay ? [] : [`last processedAt:  ${ago((s['lastProcessedAt'] as string | null) ?? undefined, now)}`, `collecting since:  ${String(s['collectingSince'])}`]),
     `dedupe window:     ${String(s['dedupeWindowIds'])} ids`,

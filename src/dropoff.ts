@@ -51,10 +51,11 @@ export class DropoffAlarm {
   /** Evaluates the alarm now; returns the gauge's value. */
   check(): 0 | 1 {
     const h = this.#metrics.health;
-    // After a restart, until something is written, the newest processedAt in the checkpoint
-    // stands in for the last write: a poller restarted more often than --dropoff-after still
-    // raises the alarm.
-    const last = h.lastWrittenMs ?? h.newestProcessedAtMs ?? h.startedMs;
+    // After a restart, until an events object completes, the newest processedAt the checkpoint
+    // held at start stands in for the last write: a poller restarted more often than
+    // --dropoff-after still raises the alarm. (Not newestProcessedAtMs, which a quarantine-only
+    // object also moves.)
+    const last = h.lastWrittenMs ?? h.resumedProcessedAtMs ?? h.startedMs;
     const now = this.#clock.now();
     if (this.#raisedAgainst === undefined) {
       if (now - last >= this.#afterMs) {

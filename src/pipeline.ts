@@ -311,6 +311,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       h.lastCheckpointMs = clock.now();
       const p = state.lastProcessedAt === undefined ? undefined : parseRfc3339(state.lastProcessedAt);
       if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
+      if (p !== undefined && (h.resumedProcessedAtMs === undefined || p > h.resumedProcessedAtMs)) h.resumedProcessedAtMs = p;
     }
     for (let attempt = 0; ; attempt++) {
       if (options.abortSignal?.aborted) throw new AbortError();
@@ -365,7 +366,8 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
         if (teardown.signal.aborted) throw new AbortError('the run was aborted; objects in flight were discarded', { cause: err });
         if (!options.follow || isFatal(err) || options.signal?.aborted) throw err;
         const delay = options.restartDelayMs ?? 30_000;
-        deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as PipelineError).code ?? 'unknown' });
+        // Only an ApiError or a SinkError gets here (isFatal), so the label is ERR_API or ERR_SINK.
+        deps.metrics?.errors.inc({ stage: err instanceof SinkError ? 'sink' : 'source', error_type: (err as ApiError | SinkError).code });
         if (deps.metrics !== undefined) deps.metrics.health.lastFailureMs = clock.now();
         logger.error('the pipeline failed; restarting from the checkpoint', { error: describeError(err), restartInMs: delay, attempt: attempt + 1 });
         await clock.sleep(delay, AbortSignal.any([options.signal, options.abortSignal].filter((x) => x !== undefined)));

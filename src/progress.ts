@@ -104,7 +104,7 @@ export class ProgressLine {
       `${h.written.toLocaleString('en-US')} written`,
       `${Math.round(rate).toLocaleString('en-US')} ev/s`,
       `ETA ${eta}`,
-      `rate-limit waits ${h.rateLimitWaits} (${Math.round(h.rateLimitWaitMs / 1000)} s)`,
+      `rate-limit waits ${h.rateLimitWaits.toLocaleString('en-US')} (${Math.round(h.rateLimitWaitMs / 1000).toLocaleString('en-US')} s)`,
       ...(pos === undefined ? [] : [`at ${new Date(pos).toISOString().slice(0, 16)}Z`]),
     ];
     // Longer than the terminal, the line would wrap and CLEAR would erase only its last row.

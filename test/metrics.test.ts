@@ -513,10 +513,16 @@ test('DropoffAlarm after a restart: the quiet time runs from the checkpoint\'s n
   const m = createMetrics({ clock, defaultMetrics: false });
   const log = captureLogger();
   // The checkpoint says the newest event was processed 20 minutes before this process started.
+  m.health.resumedProcessedAtMs = T0 - 20 * 60_000;
   m.health.newestProcessedAtMs = T0 - 20 * 60_000;
   const alarm = new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics: m, logger: log.logger });
   assert.equal(alarm.check(), 1, 'raised at once: 20 min quiet > 15 min, though the process just started');
   assert.equal(log.lines[0]!['quietSince'], new Date(T0 - 20 * 60_000).toISOString());
+  // A quarantine-only object moves the newest processedAt committed, but writes no event.
+  m.health.newestProcessedAtMs = clock.now();
+  clock.advance(1000);
+  assert.equal(alarm.check(), 1, 'quarantined records are not events: the alarm stays up');
+  assert.equal(log.count('info'), 0);
   m.health.lastWrittenMs = clock.now() + 1;
   clock.advance(1);
   assert.equal(alarm.check(), 0);

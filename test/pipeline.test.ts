@@ -5,6 +5,9 @@ import { writeFile } from 'node:fs/promises';
 import { runPipeline, type PipelineOptions } from '../src/pipeline.js';
 import { createSimulator } from '../src/simulator/index.js';
 import { StateError } from '../src/errors.js';
+import { loadState } from '../src/checkpoint.js';
+import { DropoffAlarm, DROPOFF_MIN_MS } from '../src/dropoff.js';
+import { createMetrics } from '../src/metrics.js';
 import { listFiles, readZstdFile, readZstdText, tempDir } from './helpers/fs.js';
 
 async function eventIds(dir: string): Promise<string[]> {
@@ -92,6 +95,31 @@ test('pages processed inline and on worker threads make the same objects, byte f
     }
     assert.ok(contents[0]!.length > 1);
     assert.deepEqual(contents[1], contents[0]);
+  } finally {
+    await sim.close();
+  }
+});
+
+test('after a restart the drop-off alarm measures quiet time from the checkpoint, not from anything committed since', async () => {
+  const sim = createSimulator({ events: 600, seed: 53, malformedRate: 0.05 });
+  await sim.start();
+  const dir = await tempDir();
+  try {
+    const options: PipelineOptions = {
+      orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, rateLimit: false,
+      statePath: join(dir, 'state.json'), output: { kind: 'local', dir: join(dir, 'out') },
+    };
+    await runPipeline(options);
+    const saved = (await loadState(options.statePath))!.lastProcessedAt!;
+    // The second run finds nothing new: nothing is written, and the alarm's stand-in for the last
+    // write is the checkpoint's newest processedAt.
+    const metrics = createMetrics({ defaultMetrics: false });
+    const again = await runPipeline(options, { metrics });
+    assert.equal(again.events, 0);
+    assert.equal(metrics.health.lastWrittenMs, undefined);
+    assert.equal(metrics.health.resumedProcessedAtMs, Date.parse(saved));
+    const quiet = new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics, clock: { now: () => Date.parse(saved) + DROPOFF_MIN_MS, sleep: async () => {} } });
+    assert.equal(quiet.check(), 1);
   } finally {
     await sim.close();
   }

@@ -73,6 +73,31 @@ test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never p
   });
 });
 
+test('logs in a pipe: JSON lines by default, readable lines with --log-format pretty, only warnings and errors with --log-level warn', async () => {
+  await withSim(async (sim) => {
+    const dir = await tempDir();
+    const args = (state: string): string[] => ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, state), '--metrics-port', '0', '--rate-limit', '0'];
+    const json = await runCli(args('a.json'), { ATLASSIAN_API_KEY: KEY });
+    assert.equal(json.code, 0, json.stderr);
+    const lines = json.stderr.trim().split('\n');
+    assert.ok(lines.length >= 3, json.stderr);
+    for (const line of lines) assert.equal(typeof (JSON.parse(line) as { msg: unknown }).msg, 'string', line);
+    assert.ok(lines.some((l) => (JSON.parse(l) as { msg: string }).msg === 'poll complete'), json.stderr);
+
+    const pretty = await runCli([...args('b.json'), '--log-format', 'pretty'], { ATLASSIAN_API_KEY: KEY });
+    assert.equal(pretty.code, 0, pretty.stderr);
+    const prettyLines = pretty.stderr.trim().split('\n');
+    for (const line of prettyLines) assert.match(line, /^\d\d:\d\d:\d\d (DEBUG|INFO |WARN |ERROR) \S/);
+    assert.ok(prettyLines.some((l) => /^\S+ INFO  poll complete pages=\d+ records=\d+ events=\d+/.test(l)), pretty.stderr);
+
+    sim.append(50);
+    const quiet = await runCli([...args('a.json'), '--log-level', 'warn'], { ATLASSIAN_API_KEY: KEY });
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.match(quiet.stdout, /events written: +\d+/);
+    for (const line of quiet.stderr.split('\n').filter((l) => l !== '')) assert.match((JSON.parse(line) as { level: string }).level, /^(warn|error)$/, line);
+  });
+});
+
 test('a poller stops on SIGTERM with exit 0 and a saved checkpoint; a second process on its state is refused', async () => {
   await withSim(async (sim) => {
     const dir = await tempDir();

@@ -24,10 +24,12 @@ test('after runs that fail in every way, the API key (and the AWS secret) is in 
   const s3env = s3TestEnv();
   const secret = s3env['AWS_SECRET_ACCESS_KEY']!;
   const outputs: string[] = [];
+  const logs: string[] = [];
   const base = (state: string): string[] => ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--from', '2000-01-01', '--bucket', bucket,
     '--s3-endpoint', proxy.url, '--s3-force-path-style', '--state', join(dir, state), '--rate-limit', '0', '--log-level', 'debug', '--log-format', 'json', '--object-max-bytes', '64KiB'];
   const record = (r: CliResult): CliResult => {
     outputs.push(r.stdout, r.stderr);
+    logs.push(r.stderr);
     return r;
   };
   try {
@@ -85,6 +87,14 @@ test('after runs that fail in every way, the API key (and the AWS secret) is in 
       assert.equal(at, -1, `${name} leaked: …${all.slice(Math.max(0, at - 200), at + 50)}`);
     }
     assert.ok(sim.stats.requests > 20 && proxy.log.some((e) => e.fault !== undefined));
+    // No event body in the logs, at debug level either: no event's id, and no quarantined record's.
+    const logText = logs.join('\n');
+    assert.ok(logText.includes('"msg":"object complete"'), 'the logs were not captured');
+    const truth = sim.truth();
+    const ids = new Set<string>([...truth.valid.keys(), ...truth.invalid.map((r) => (typeof r === 'object' && r !== null ? (r as { id?: unknown }).id : undefined)).filter((id): id is string => typeof id === 'string')]);
+    assert.ok(ids.size > 6000, `only ${ids.size} ids`);
+    const leaked = [...logText.matchAll(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi)].map((m) => m[0]).filter((u) => ids.has(u));
+    assert.deepEqual(leaked, [], 'event ids appear in the logs');
   } finally {
     await sim.close();
     await proxy.close();

@@ -17,7 +17,9 @@ test('status: the checkpoint, the last run and the lock, as text and as JSON', a
     assert.equal(missing.code, 8);
     assert.match(missing.stderr, /no state file at .*nope\.json.*check --state/);
 
+    const before = Date.now();
     assert.equal((await runCli([...run, '--once'], env)).code, 0);
+    const after1 = Date.now();
     const truth = sim.truth();
     const json = await runCli(['status', '--state', state, '--json']);
     assert.equal(json.code, 0, json.stderr);
@@ -25,6 +27,7 @@ test('status: the checkpoint, the last run and the lock, as text and as JSON', a
       orgId: string; running: boolean; lastProcessedAt: string; dedupeWindowIds: number; reservedKeys: object;
       totals: { fetched: number; events: number; quarantined: number; duplicates: number; objects: number };
       lastRun: { outcome: string; events: number }; position: { cursor?: string };
+      positionMovedAt: string; cursorAgeSeconds: number; checkpointSavedAt: string;
     };
     assert.equal(s.orgId, sim.orgId);
     assert.equal(s.running, false);
@@ -38,6 +41,9 @@ test('status: the checkpoint, the last run and the lock, as text and as JSON', a
     assert.equal(typeof s.position.cursor, 'string');
     const newest = [...truth.valid.values()].map((e) => Date.parse((e as { attributes: { processedAt: string } }).attributes.processedAt)).reduce((a, b) => Math.max(a, b));
     assert.equal(Date.parse(s.lastProcessedAt), newest);
+    // The cursor's age: when the position last moved, during that run.
+    assert.ok(Date.parse(s.positionMovedAt) >= before - 1000 && Date.parse(s.positionMovedAt) <= after1, s.positionMovedAt);
+    assert.ok(s.cursorAgeSeconds >= 0 && s.cursorAgeSeconds <= (Date.now() - before) / 1000 + 1, String(s.cursorAgeSeconds));
 
     const text = await runCli(['status', '--state', state]);
     assert.equal(text.code, 0, text.stderr);
@@ -45,6 +51,18 @@ test('status: the checkpoint, the last run and the lock, as text and as JSON', a
     assert.match(text.stdout, /last run: +ok, /);
     assert.match(text.stdout, /running: +no\n/);
     assert.match(text.stdout, /last processedAt: +\S+ \(\d+ (s|min|h|d) ago\)/);
+    assert.match(text.stdout, new RegExp(`position: +cursor ${s.position.cursor!.slice(0, 24).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(text.stdout, new RegExp(`position moved: +${s.positionMovedAt} \\(\\d+ s ago\\)`));
+    assert.match(text.stdout, /checkpoint saved: +\S+ \(\d+ s ago\)/);
+    assert.match(text.stdout, new RegExp(`dedupe window: +${s.dedupeWindowIds} ids\n`));
+
+    // A run that finds nothing new saves the file again (its summary) but leaves the cursor's age.
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await runCli([...run, '--once'], env)).code, 0);
+    const again = JSON.parse((await runCli(['status', '--state', state, '--json'])).stdout) as typeof s;
+    assert.notEqual(again.checkpointSavedAt, s.checkpointSavedAt);
+    assert.equal(again.position.cursor, s.position.cursor);
+    assert.equal(again.positionMovedAt, s.positionMovedAt);
 
     // A poller holds the lock: status says so, with its pid; killed, its lock is stale.
     const poller = startCli([...run, '--interval', '1h'], env);
