@@ -17,7 +17,7 @@ import type { Logger } from './log.js';
 import type { DedupeWindow } from './transforms/dedupe.js';
 import type { EpochCommit, ObjectKind, SinkJournal } from './sinks/object-sink.js';
 import { hourPath, parseRfc3339 } from './time.js';
-import type { Position } from './types.js';
+import { samePosition, type Position } from './types.js';
 
 export interface RunSummary {
   /** When the run started, ISO 8601 UTC. */
@@ -52,10 +52,15 @@ export interface CheckpointState {
   /** Where the collector resumes reading the API. Replay leaves it as it is. */
   position: Position;
   /**
-   * When `position` last moved, ISO 8601 UTC (the cursor's age in `status`). Absent in older
-   * files and until the first commit that moves it.
+   * When `position` last moved (or was set, for a new state), ISO 8601 UTC: the cursor's age in
+   * `status`. Absent in files written before it existed, until a commit moves the position.
    */
   positionMovedAt?: string;
+  /**
+   * When a commit last wrote events (quarantine-only commits do not count), ISO 8601 UTC: the
+   * drop-off alarm's stand-in for the last write after a restart. Absent until one has.
+   */
+  lastEventsWrittenAt?: string;
   /** processedAt of the newest event in a complete object. */
   lastProcessedAt?: string;
   /** Object names handed out so far. */
@@ -89,6 +94,7 @@ export function newState(orgId: string, from: number): CheckpointState {
     inflight: {},
     totals: { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0 },
     updatedAt: new Date().toISOString(),
+    positionMovedAt: new Date().toISOString(),
   };
 }
 
@@ -113,7 +119,10 @@ function checkState(path: string, json: unknown): CheckpointState {
   if (typeof s.seq !== 'number' || !Array.isArray(s.dedupe) || !s.dedupe.every((x) => typeof x === 'string')) throw invalid(path, 'bad seq or dedupe');
   if (typeof s.inflight !== 'object' || s.inflight === null) throw invalid(path, 'bad inflight');
   if (typeof s.totals !== 'object' || s.totals === null) throw invalid(path, 'bad totals');
-  if (s.positionMovedAt !== undefined && (typeof s.positionMovedAt !== 'string' || !Number.isFinite(Date.parse(s.positionMovedAt)))) throw invalid(path, 'bad positionMovedAt');
+  // Informational times: a bad one is dropped, not a reason to refuse the state.
+  for (const k of ['positionMovedAt', 'lastEventsWrittenAt'] as const) {
+    if (s[k] !== undefined && (typeof s[k] !== 'string' || !Number.isFinite(Date.parse(s[k])))) delete s[k];
+  }
   if (s.replay !== undefined) {
     const r = s.replay as unknown;
     if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(path, 'bad replay');
@@ -372,8 +381,7 @@ export class StateJournal implements SinkJournal {
     this.#opts.beforeCommit?.(c);
     const s = this.state;
     if (this.#opts.commitPosition === undefined) {
-      const p = s.position;
-      if (p.cursor !== c.position.cursor || p.from !== c.position.from || p.skip !== c.position.skip) s.positionMovedAt = new Date().toISOString();
+      if (!samePosition(s.position, c.position)) s.positionMovedAt = new Date().toISOString();
       s.position = c.position;
     } else {
       this.#opts.commitPosition(s, c.position);
@@ -389,6 +397,7 @@ export class StateJournal implements SinkJournal {
     for (const kind of ['events', 'quarantine'] as const) {
       if (s.inflight[kind] !== undefined && c.keys.includes(s.inflight[kind])) delete s.inflight[kind];
     }
+    if (c.events > 0) s.lastEventsWrittenAt = new Date().toISOString();
     s.totals.fetched = (s.totals.fetched ?? 0) + c.fetched;
     s.totals.events += c.events;
     s.totals.quarantined += c.quarantined;

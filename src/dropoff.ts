@@ -4,8 +4,9 @@
  * gauge goes back to 0 and one info line is logged.
  *
  * "Written" means in a complete object (quarantined records and duplicates do not count). The
- * quiet time runs from the last such object; until one completes, from the newest processedAt in
- * the checkpoint, else from when the process started. The alarm is evaluated every `min(afterMs / 10, 60 s)` and at every scrape.
+ * quiet time runs from the last such object; until one completes, from when the checkpoint last
+ * recorded events written (`lastEventsWrittenAt`; in an older state file, its newest processedAt),
+ * else from when the process started. The alarm is evaluated every `min(afterMs / 10, 60 s)` and at every scrape.
  */
 import type { Clock } from './clock.js';
 import { silentLogger, type Logger } from './log.js';
@@ -51,11 +52,10 @@ export class DropoffAlarm {
   /** Evaluates the alarm now; returns the gauge's value. */
   check(): 0 | 1 {
     const h = this.#metrics.health;
-    // After a restart, until an events object completes, the newest processedAt the checkpoint
-    // held at start stands in for the last write: a poller restarted more often than
-    // --dropoff-after still raises the alarm. (Not newestProcessedAtMs, which a quarantine-only
-    // object also moves.)
-    const last = h.lastWrittenMs ?? h.resumedProcessedAtMs ?? h.startedMs;
+    // After a restart, until an events object completes, the last events write the checkpoint
+    // recorded stands in: a poller restarted more often than --dropoff-after still raises the
+    // alarm. (Not newestProcessedAtMs, which quarantine-only objects also move.)
+    const last = h.lastWrittenMs ?? h.resumedLastWriteMs ?? h.startedMs;
     const now = this.#clock.now();
     if (this.#raisedAgainst === undefined) {
       if (now - last >= this.#afterMs) {

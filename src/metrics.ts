@@ -66,11 +66,11 @@ export interface Health {
   newestProcessedAtMs: number | undefined;
   newestEventTimeMs: number | undefined;
   /**
-   * The checkpoint's newest processedAt when the pipeline started, epoch ms: the drop-off alarm's
-   * stand-in for the last write until an events object completes. Only the start sets it, so a
-   * quarantine-only object can never look like a write.
+   * When the checkpoint last recorded events written (`lastEventsWrittenAt`; in a file from before
+   * that field, its newest processedAt), read at start, epoch ms: the drop-off alarm's stand-in
+   * for the last write until an events object completes. Quarantine-only commits never move it.
    */
-  resumedProcessedAtMs: number | undefined;
+  resumedLastWriteMs: number | undefined;
   /** Last checkpoint save, epoch ms. */
   lastCheckpointMs: number | undefined;
   /** Last time the sink committed, or handled the end of a poll with nothing waiting in an open object: the whole pipeline moved. */
@@ -110,7 +110,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     lastWrittenMs: undefined,
     newestProcessedAtMs: undefined,
     newestEventTimeMs: undefined,
-    resumedProcessedAtMs: undefined,
+    resumedLastWriteMs: undefined,
     lastCheckpointMs: undefined,
     lastProgressMs: undefined,
     lastFailureMs: undefined,

@@ -311,7 +311,10 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       h.lastCheckpointMs = clock.now();
       const p = state.lastProcessedAt === undefined ? undefined : parseRfc3339(state.lastProcessedAt);
       if (p !== undefined && (h.newestProcessedAtMs === undefined || p > h.newestProcessedAtMs)) h.newestProcessedAtMs = p;
-      if (p !== undefined && (h.resumedProcessedAtMs === undefined || p > h.resumedProcessedAtMs)) h.resumedProcessedAtMs = p;
+      // The drop-off alarm's stand-in for the last write: when events were last committed (a state
+      // file from before that field: its newest processedAt, which quarantine-only commits move too).
+      const lastWrite = state.lastEventsWrittenAt === undefined ? p : Date.parse(state.lastEventsWrittenAt);
+      if (lastWrite !== undefined && (h.resumedLastWriteMs === undefined || lastWrite > h.resumedLastWriteMs)) h.resumedLastWriteMs = lastWrite;
     }
     for (let attempt = 0; ; attempt++) {
       if (options.abortSignal?.aborted) throw new AbortError();

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireLock, newState, saveState, StateJournal } from '../src/checkpoint.js';
+import { acquireLock, loadState, newState, saveState, StateJournal } from '../src/checkpoint.js';
 import { StateError } from '../src/errors.js';
 import { tempDir } from './helpers/fs.js';
 
@@ -91,4 +91,44 @@ test('a checkpoint written before records were counted gets fetched = written + 
   old.totals = { events: 10, quarantined: 2, duplicates: 3, objects: 1 };
   writeFileSync(path, JSON.stringify(old));
   assert.equal((await loadState(path))!.totals.fetched, 15);
+});
+
+test('the journal records when the position moved and when events were last written; a bad time in the file is dropped, not fatal', async () => {
+  const dir = await tempDir();
+  const path = join(dir, 'state.json');
+  const t0 = Date.now();
+  const state = newState('org', 0);
+  assert.ok(Date.parse(state.positionMovedAt!) >= t0, 'a new state starts with the time its position was set');
+  assert.equal(state.lastEventsWrittenAt, undefined);
+  await saveState(path, state);
+  const journal = new StateJournal(state, { path, prefix: 'e/', quarantinePrefix: 'q/' });
+  const commit = (position: { cursor: string; skip: number }, events: number, quarantined: number) =>
+    journal.commit({ position, lastProcessedAt: '2026-01-01T00:00:00Z', dedupeMark: undefined, fetched: events + quarantined, events, quarantined, duplicates: 0, keys: [] });
+  const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
+
+  const initial = state.positionMovedAt!;
+  await pause();
+  await commit({ cursor: 'c1', skip: 0 }, 0, 3);
+  const moved = state.positionMovedAt!;
+  assert.ok(Date.parse(moved) > Date.parse(initial), 'from → cursor is a move');
+  assert.equal(state.lastEventsWrittenAt, undefined, 'a quarantine-only commit is not an events write');
+  await pause();
+  await commit({ cursor: 'c1', skip: 0 }, 2, 0);
+  assert.equal(state.positionMovedAt, moved, 'the same position does not move');
+  const wrote = state.lastEventsWrittenAt!;
+  assert.ok(Date.parse(wrote) >= Date.parse(moved));
+  await pause();
+  await commit({ cursor: 'c1', skip: 7 }, 0, 1);
+  assert.ok(Date.parse(state.positionMovedAt!) > Date.parse(moved), 'skip alone is a move');
+  assert.equal(state.lastEventsWrittenAt, wrote, 'quarantine-only again');
+
+  const onDisk = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  assert.equal(onDisk['lastEventsWrittenAt'], wrote);
+  onDisk['positionMovedAt'] = 'yesterday';
+  onDisk['lastEventsWrittenAt'] = 42;
+  writeFileSync(path, JSON.stringify(onDisk));
+  const reloaded = await loadState(path);
+  assert.equal(reloaded!.positionMovedAt, undefined);
+  assert.equal(reloaded!.lastEventsWrittenAt, undefined);
+  assert.equal(reloaded!.position.cursor, 'c1');
 });

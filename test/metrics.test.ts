@@ -512,8 +512,8 @@ test('DropoffAlarm after a restart: the quiet time runs from the checkpoint\'s n
   const clock = fakeClock();
   const m = createMetrics({ clock, defaultMetrics: false });
   const log = captureLogger();
-  // The checkpoint says the newest event was processed 20 minutes before this process started.
-  m.health.resumedProcessedAtMs = T0 - 20 * 60_000;
+  // The checkpoint says events were last written 20 minutes before this process started.
+  m.health.resumedLastWriteMs = T0 - 20 * 60_000;
   m.health.newestProcessedAtMs = T0 - 20 * 60_000;
   const alarm = new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics: m, logger: log.logger });
   assert.equal(alarm.check(), 1, 'raised at once: 20 min quiet > 15 min, though the process just started');

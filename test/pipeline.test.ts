@@ -100,8 +100,10 @@ test('pages processed inline and on worker threads make the same objects, byte f
   }
 });
 
-test('after a restart the drop-off alarm measures quiet time from the checkpoint, not from anything committed since', async () => {
-  const sim = createSimulator({ events: 600, seed: 53, malformedRate: 0.05 });
+test('after a restart the drop-off alarm measures quiet time from the last events write the checkpoint recorded', async () => {
+  // Events processed by the API hours ago (a backfill): their processedAt is no measure of when
+  // they were written.
+  const sim = createSimulator({ events: 600, seed: 53, malformedRate: 0.05, now: Date.now() - 6 * 3_600_000 });
   await sim.start();
   const dir = await tempDir();
   try {
@@ -109,17 +111,22 @@ test('after a restart the drop-off alarm measures quiet time from the checkpoint
       orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, rateLimit: false,
       statePath: join(dir, 'state.json'), output: { kind: 'local', dir: join(dir, 'out') },
     };
+    const before = Date.now();
     await runPipeline(options);
-    const saved = (await loadState(options.statePath))!.lastProcessedAt!;
+    const state = (await loadState(options.statePath))!;
+    const wrote = Date.parse(state.lastEventsWrittenAt!);
+    assert.ok(wrote >= before && wrote <= Date.now(), state.lastEventsWrittenAt);
+    assert.ok(Date.parse(state.lastProcessedAt!) < before - 5 * 3_600_000, 'the events were processed hours ago');
     // The second run finds nothing new: nothing is written, and the alarm's stand-in for the last
-    // write is the checkpoint's newest processedAt.
+    // write is the checkpoint's record of it, not the events' processedAt.
     const metrics = createMetrics({ defaultMetrics: false });
     const again = await runPipeline(options, { metrics });
     assert.equal(again.events, 0);
     assert.equal(metrics.health.lastWrittenMs, undefined);
-    assert.equal(metrics.health.resumedProcessedAtMs, Date.parse(saved));
-    const quiet = new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics, clock: { now: () => Date.parse(saved) + DROPOFF_MIN_MS, sleep: async () => {} } });
-    assert.equal(quiet.check(), 1);
+    assert.equal(metrics.health.resumedLastWriteMs, wrote);
+    const at = (ms: number): DropoffAlarm => new DropoffAlarm({ afterMs: DROPOFF_MIN_MS }, { metrics, clock: { now: () => ms, sleep: async () => {} } });
+    assert.equal(at(wrote + DROPOFF_MIN_MS - 1000).check(), 0, 'not yet quiet for 15 min since the write');
+    assert.equal(at(wrote + DROPOFF_MIN_MS).check(), 1);
   } finally {
     await sim.close();
   }
