@@ -86,7 +86,7 @@ AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
                              stderr is a TTY)
   --heap-growth PERCENT      let V8's heap grow this much above its live size between full
                              garbage collections, 0–300; 0 = V8's own choice, up to 300
-                             (default 100: lower peak RSS for about 5 % more CPU)
+                             (default 100: lower, steadier peak RSS for a little more CPU)
 
 replay: reads archives of audit events through the same validate, normalise, dedupe and
 sink path as run. INPUT is a file, - for stdin, or s3://bucket/prefix (every object under it,
@@ -614,8 +614,8 @@ async function commandDemo(argv: string[]): Promise<number> {
   const events = values.events === undefined ? 5000 : Number(values.events);
   if (!Number.isInteger(events) || events < 1) throw new ConfigError('--events must be a positive whole number');
   const outDir = resolve(values['out-dir'] ?? 'demo-output');
-  const sim = createSimulator({ events, seed: values.seed === undefined ? 1 : Number(values.seed) });
   setHeapGrowth(DEFAULT_HEAP_GROWTH_PERCENT);
+  const sim = createSimulator({ events, seed: values.seed === undefined ? 1 : Number(values.seed) });
   const url = await sim.start(0, '127.0.0.1');
   const logger = createLogger({ level: 'warn' });
   process.stdout.write(`demo: simulator with ${events} events at ${url}; collecting into ${outDir}\n`);

@@ -6,8 +6,8 @@
  * streaming job (most of the heap is garbage, collections are quick) it is the largest, 4: a
  * replay with about 40 MiB live let its heap reach 180–210 MiB before collecting, and its peak
  * RSS varied with the machine's load (300 MiB here, 398 MiB once in CI). A fixed factor of 2
- * (`--heap-growth 100`, the CLI's default) peaked at 217 MiB on the same 2 GiB input and ran
- * about 5 % slower; README.md "Memory" and "Replaying archives" give the measurements.
+ * (`--heap-growth 100`, the CLI's default) peaked at 213–225 MiB on the same 2 GiB inputs, for
+ * 1–4 % more wall time; README.md "Memory bound" and "Replaying archives" give the measurements.
  *
  * This is a process-wide V8 setting (worker threads share it). The CLI applies it for `run`,
  * `replay` and `demo`; the library never changes it on its own, so an embedding program keeps

@@ -1,7 +1,7 @@
 /**
  * The progress line of long work (a backfill), redrawn in place on a terminal:
  *
- *   42.3% · 1,234,567 written · 2,400 ev/s · ETA 1 h 02 min · rate-limit waits 12 (34 s) · at 2026-08-01T10:00Z
+ *   10.2% · 30,113 written · 450 ev/s · ETA 10 min 54 s · rate-limit waits 62 (75 s) · at 2026-06-13T05:59Z
  *
  * - percent: how far the newest fetched `processedAt` is through the range, from where this run
  *   started (the checkpoint's position in time) to now;
