@@ -434,15 +434,26 @@ function printRunSummary(result: PipelineResult, out: NodeJS.WritableStream): vo
   printSummary(result, out, 'fetched', [], result.abandoned ? [aborted] : []);
 }
 
-/** Installs SIGINT/SIGTERM: the first stops gracefully, the second aborts. */
+/**
+ * A repeat signal within this long of the first is the same request to stop, not "send again to
+ * abort": GNU timeout signals the process and then its group, and a terminal or a supervisor
+ * signalling the group reaches the process once per route.
+ */
+export const REPEAT_SIGNAL_GRACE_MS = 1000;
+
+/** Installs SIGINT/SIGTERM: the first stops gracefully, a second one later than the grace aborts. */
 function signalControllers(logger: Logger): { stop: AbortController; abort: AbortController; dispose(): void } {
   const stop = new AbortController();
   const abort = new AbortController();
+  let firstAt = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (!stop.signal.aborted) {
+      firstAt = performance.now();
       logger.info(`${sig}: finishing objects in flight and saving the checkpoint (send again to abort)`);
       stop.abort();
-    } else {
+    } else if (performance.now() - firstAt < REPEAT_SIGNAL_GRACE_MS) {
+      logger.debug(`${sig} again within ${REPEAT_SIGNAL_GRACE_MS} ms of the first: the same stop`);
+    } else if (!abort.signal.aborted) {
       logger.warn(`${sig} again: aborting uploads in flight`);
       abort.abort();
     }

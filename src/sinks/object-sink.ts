@@ -31,9 +31,9 @@
 import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
-import { compress } from 'simple-zstd';
 import { systemClock, type Clock } from '../clock.js';
 import { describeError, SinkError } from '../errors.js';
+import { zstdCompress } from '../zstd.js';
 import { silentLogger, type Logger } from '../log.js';
 import { quarantineReasonClass, type PipelineMetrics } from '../metrics.js';
 import { recordText, TOO_DEEP, truncateDepth } from '../record-text.js';
@@ -549,7 +549,7 @@ export class ObjectSink extends Writable {
     // input by megabytes (size limits overshoot) and ~10 MB of input sits in the process when
     // the store stalls; single-threaded it streams block by block and holds ~2.5 MB.
     this.#alive();
-    const zstd = await compress(this.#level, { zstdOptions: ['--single-thread'] });
+    const zstd = await zstdCompress(this.#level, ['--single-thread']);
     if (this.#gone) {
       zstd.destroy();
       this.#alive();

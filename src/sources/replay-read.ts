@@ -30,7 +30,7 @@
 import { isUtf8 } from 'node:buffer';
 import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { decompress as zstdDecompress } from 'simple-zstd';
+import { zstdDecompress } from '../zstd.js';
 import { pick } from 'stream-json/filters/pick.js';
 import { streamArray } from 'stream-json/streamers/stream-array.js';
 import { withParser } from 'stream-json/utils/with-parser.js';

@@ -17,8 +17,20 @@ export interface CliRun {
   waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
 }
 
-export function startCli(args: string[], env: Record<string, string | undefined> = {}): CliRun {
-  const child = spawn(process.execPath, ['--no-warnings', BIN, ...args], { env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export interface StartOptions {
+  /**
+   * Start the CLI in a session and process group of its own (what `setsid` does), so a test can
+   * signal the whole group as a terminal or a supervisor does: `process.kill(-child.pid, sig)`.
+   */
+  ownGroup?: boolean;
+}
+
+export function startCli(args: string[], env: Record<string, string | undefined> = {}, options: StartOptions = {}): CliRun {
+  const child = spawn(process.execPath, ['--no-warnings', BIN, ...args], {
+    env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.ownGroup === true,
+  });
   let stdout = '';
   let stderr = '';
   const waiters: Array<() => void> = [];
