@@ -39,6 +39,7 @@ import { createNormalizeTime } from './transforms/normalize-time.js';
 import { createValidate } from './transforms/validate.js';
 import { parseRfc3339 } from './time.js';
 import type { Position } from './types.js';
+import { requireZstd } from './zstd.js';
 
 export type OutputOptions =
   | {
@@ -271,6 +272,8 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const quarantinePrefix = options.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX;
   checkPrefixes(prefix, quarantinePrefix);
+  // Every object goes through the zstd CLI: say so now, not after the first pages are fetched.
+  requireZstd();
   if (options.orgId.trim() === '') throw new ConfigError('--org-id is required');
   if (options.apiKey.trim() === '') throw new ConfigError('ATLASSIAN_API_KEY is required');
   const clock = deps.clock ?? systemClock;

@@ -33,6 +33,7 @@ import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/
 import { createNormalizeTime } from './transforms/normalize-time.js';
 import { createValidate } from './transforms/validate.js';
 import type { Batch, Position } from './types.js';
+import { requireZstd } from './zstd.js';
 
 /** The org id a state file made by replay carries: `run` refuses it, so the two never share a state by accident. */
 export const REPLAY_ORG_ID = 'replay';
@@ -136,6 +137,8 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const quarantinePrefix = options.quarantinePrefix ?? DEFAULT_QUARANTINE_PREFIX;
   checkPrefixes(prefix, quarantinePrefix);
+  // Every object goes through the zstd CLI: say so now, not after the first pages are fetched.
+  requireZstd();
   if (options.inputs.length === 0) throw new ConfigError('replay needs at least one input: a file, - for stdin, or s3://bucket/prefix');
   if (options.inputs.filter((i) => i === '-').length > 1) throw new ConfigError('stdin (-) can be given once');
   const clock = deps.clock ?? systemClock;

@@ -51,6 +51,29 @@ test('configuration errors: one clear line, exit 2, before any request', async (
   }
 });
 
+test('without zstd on the PATH: help and status work; run, replay and demo stop with one line naming zstd and how to install it', async () => {
+  // Regression: simple-zstd looked for zstd when it was imported, so every command, --help
+  // included, died with its stack trace.
+  const dir = await tempDir();
+  const env = { PATH: dir, ATLASSIAN_API_KEY: KEY };
+  const help = await runCli(['--help'], env);
+  assert.equal(help.code, 0, help.stderr);
+  assert.equal(help.stderr, '');
+  const status = await runCli(['status', '--state', join(dir, 'none.json')], env);
+  assert.equal(status.code, 8, status.stderr);
+  assert.doesNotMatch(status.stderr, /zstd|\n\s+at /);
+  for (const args of [
+    ['run', '--once', '--org-id', 'o', '--out-dir', join(dir, 'out'), '--state', join(dir, 's.json'), '--metrics-port', '0'],
+    ['replay', join(dir, 'none.jsonl'), '--out-dir', join(dir, 'out'), '--state', join(dir, 'r.json')],
+    ['demo', '--out-dir', join(dir, 'demo')],
+  ]) {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
+    oneLine(r.stderr);
+    assert.match(r.stderr, /the zstd command is not on the PATH.*apt-get install zstd/, args[0]);
+  }
+});
+
 test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never printing the key', async () => {
   await withSim(async (sim) => {
     const dir = await tempDir();
