@@ -212,10 +212,19 @@ function get(values: Values, flag: RunFlag, env: NodeJS.ProcessEnv): string | un
   return e === undefined || e === '' ? undefined : e;
 }
 
+/** What a boolean's environment variable may say, in any case. */
+const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off'];
+
+/** A boolean flag, else its ATLASSIAN_AUDIT_* variable: 1/0, true/false, yes/no, on/off in any case; anything else is a ConfigError naming the variable. */
 function flag(values: Values, name: RunFlag, env: NodeJS.ProcessEnv): boolean {
   if (values[name] === true) return true;
-  const e = env[`ATLASSIAN_AUDIT_${name.toUpperCase().replaceAll('-', '_')}`];
-  return e === '1' || e === 'true';
+  const variable = `ATLASSIAN_AUDIT_${name.toUpperCase().replaceAll('-', '_')}`;
+  const e = env[variable]?.trim().toLowerCase();
+  if (e === undefined || e === '') return false;
+  if (TRUE_WORDS.includes(e)) return true;
+  if (FALSE_WORDS.includes(e)) return false;
+  throw new ConfigError(`${variable} must be one of ${TRUE_WORDS.join(', ')} (for --${name}) or ${FALSE_WORDS.join(', ')}, in any case (got ${JSON.stringify(env[variable])})`);
 }
 
 function int(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, min: number, max: number): number | undefined {

@@ -108,3 +108,19 @@ test('replay: the sink flags as run has them, --state and --metrics-port from fl
   assert.throws(() => parseReplayConfig(['a', '--batch-size', '0'], {}), /--batch-size must be a whole number from 1/);
   assert.throws(() => parseReplayConfig(['a', '--once'], {}), /Unknown option '--once'/);
 });
+
+test('booleans from the environment: 1/0, true/false, yes/no, on/off in any case; anything else is a ConfigError naming the variable', () => {
+  const once = (value: string | undefined): boolean => parseRunConfig(['--org-id', 'org'], { ...ENV, ATLASSIAN_AUDIT_ONCE: value }).pipeline.follow !== true;
+  // Regression: "yes", "on" and "2" were silently false, so the run polled forever.
+  for (const v of ['1', 'true', 'TRUE', 'yes', 'Yes', 'on', 'ON', ' on ']) assert.equal(once(v), true, v);
+  for (const v of ['0', 'false', 'False', 'no', 'NO', 'off', 'Off', '', undefined]) assert.equal(once(v), false, String(v));
+  for (const v of ['2', 'y', 'enabled', 'truee']) {
+    rejects(['--org-id', 'org'], new RegExp(`ATLASSIAN_AUDIT_ONCE must be one of 1, true, yes, on .*${JSON.stringify(v)}`), { ...ENV, ATLASSIAN_AUDIT_ONCE: v });
+  }
+  const pathStyle = (value: string): unknown => output(S3, { ...ENV, ATLASSIAN_AUDIT_S3_FORCE_PATH_STYLE: value });
+  assert.equal((pathStyle('yes') as { forcePathStyle: boolean }).forcePathStyle, true);
+  assert.equal((pathStyle('off') as { forcePathStyle: boolean }).forcePathStyle, false);
+  rejects(S3, /ATLASSIAN_AUDIT_S3_FORCE_PATH_STYLE must be/, { ...ENV, ATLASSIAN_AUDIT_S3_FORCE_PATH_STYLE: 'maybe' });
+  // A flag given on the command line wins over a variable that says otherwise.
+  assert.equal(parseRunConfig(['--org-id', 'org', '--once'], { ...ENV, ATLASSIAN_AUDIT_ONCE: 'no' }).pipeline.follow, false);
+});

@@ -42,6 +42,7 @@ test('configuration errors: one clear line, exit 2, before any request', async (
     [['run', '--once', '--org-id', 'o', '--bucket', 'b', '--out-dir', dir], { ATLASSIAN_API_KEY: KEY }, /not both/],
     [['run', '--once', '--org-id', 'o', '--prefix', 'a/', '--quarantine-prefix', 'a/q/', '--out-dir', dir, '--state', join(dir, 's.json')], { ATLASSIAN_API_KEY: KEY }, /must not contain one another/],
     [['run', '--once', '--org-id', 'o', '--bogus'], { ATLASSIAN_API_KEY: KEY }, /bogus/],
+    [['run', '--org-id', 'o'], { ATLASSIAN_API_KEY: KEY, ATLASSIAN_AUDIT_ONCE: 'enabled' }, /ATLASSIAN_AUDIT_ONCE must be one of/],
   ];
   for (const [args, env, re] of cases) {
     const r = await runCli(args, env);
