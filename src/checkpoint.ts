@@ -98,6 +98,23 @@ export function newState(orgId: string, from: number): CheckpointState {
   };
 }
 
+/**
+ * Whether anything was ever committed past the start: a cursor, records of the first page, or
+ * records counted. Until then the state does not pin where a collection starts.
+ */
+export function hasCollected(state: CheckpointState): boolean {
+  const p = state.position;
+  return p.cursor !== undefined || p.skip > 0 || (state.totals.fetched ?? 0) > 0 || state.lastProcessedAt !== undefined;
+}
+
+/** Points a state that has collected nothing (see hasCollected) at a new start. Its reserved keys stay, to be rewritten. */
+export function startOver(state: CheckpointState, from: number): void {
+  if (state.origin === from && state.position.from === from) return;
+  state.origin = from;
+  state.position = { from, skip: 0 };
+  state.positionMovedAt = new Date().toISOString();
+}
+
 function invalid(path: string, why: string): StateError {
   return new StateError(
     `state file ${path} is unusable (${why}); refusing to start again from zero. ` +

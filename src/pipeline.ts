@@ -24,7 +24,7 @@ import { dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Dispatcher } from 'undici';
-import { acquireLock, loadState, newState, saveRunSummary, saveState, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
+import { acquireLock, hasCollected, loadState, newState, saveRunSummary, saveState, startOver, StateJournal, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { systemClock, type Clock } from './clock.js';
 import { AbortError, ApiError, ConfigError, describeError, PipelineError, SinkError, StateError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
@@ -299,14 +299,22 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   const { teardown } = stop;
   try {
     state = await loadState(statePath);
+    const from = options.from ?? clock.now() - RETENTION_MS;
     if (state === undefined) {
-      state = newState(options.orgId, options.from ?? clock.now() - RETENTION_MS);
-      logger.info('no state yet: starting a new collection', { from: new Date(state.position.from!).toISOString(), state: statePath });
+      state = newState(options.orgId, from);
+      logger.info('no state yet: starting a new collection', { from: new Date(from).toISOString(), state: statePath });
     } else {
       if (state.orgId !== options.orgId) {
         throw new StateError(`state file ${statePath} belongs to org ${state.orgId}, not ${options.orgId}: use another --state per organization`);
       }
-      if (options.from !== undefined) logger.info('state exists: continuing from its checkpoint; --from applies only to the first run');
+      if (!hasCollected(state)) {
+        // Runs so far failed before anything was committed (a rejected key, S3 down): the state
+        // must not pin where the collection starts, so this run's --from (or default) applies.
+        startOver(state, from);
+        logger.info('nothing collected yet: starting a new collection', { from: new Date(from).toISOString(), state: statePath });
+      } else if (options.from !== undefined) {
+        logger.warn('state exists: continuing from its checkpoint; --from applies only until the first events are collected', { state: statePath });
+      }
     }
     await saveState(statePath, state);
     if (deps.metrics !== undefined) {

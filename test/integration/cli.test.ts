@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { createSimulator, type Simulator } from '../../src/simulator/index.js';
+import { loadState } from '../../src/checkpoint.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, s3TestEnv, testS3Client } from '../helpers/s3.js';
@@ -73,6 +74,32 @@ test('without zstd on the PATH: help and status work; run, replay and demo stop 
     oneLine(r.stderr);
     assert.match(r.stderr, /the zstd command is not on the PATH.*apt-get install zstd/, args[0]);
   }
+});
+
+test('a first run that failed does not fix where the collection starts: the next run takes its --from; once events are collected, --from is ignored with a warning', async () => {
+  // Regression: a run refused with 401 saved a state whose position was its --from (or 180 days
+  // ago), and the next run, key fixed, ignored --from: the events before it were never collected.
+  await withSim(async (sim) => {
+    const dir = await tempDir();
+    const state = join(dir, 'state.json');
+    const args = (from: string): string[] => ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--from', from, '--out-dir', join(dir, 'out'),
+      '--state', state, '--metrics-port', '0', '--rate-limit', '0', '--log-format', 'json'];
+    const lateFrom = new Date(Date.now() - 3_600_000).toISOString();
+    const refused = await runCli(args(lateFrom), { ATLASSIAN_API_KEY: 'a-revoked-key-0123456789' });
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.equal((await loadState(state))!.position.from, Date.parse(lateFrom), 'the failed run left a state');
+    const first = await runCli(args('2000-01-01'), { ATLASSIAN_API_KEY: KEY });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /nothing collected yet: starting a new collection/);
+    const saved = (await loadState(state))!;
+    assert.equal(saved.totals.events, sim.truth().valid.size, 'events before the failed run\'s --from were not collected');
+    assert.equal(saved.origin, Date.parse('2000-01-01'));
+    sim.append(30);
+    const next = await runCli(args(new Date().toISOString()), { ATLASSIAN_API_KEY: KEY });
+    assert.equal(next.code, 0, next.stderr);
+    assert.match(next.stderr, /"level":"warn","msg":"state exists: continuing from its checkpoint; --from applies only until the first events are collected"/);
+    assert.equal((await loadState(state))!.totals.events, sim.truth().valid.size);
+  }, 1500);
 });
 
 test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never printing the key', async () => {
