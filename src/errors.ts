@@ -57,6 +57,17 @@ export class ApiError extends PipelineError {
   }
 }
 
+/**
+ * The API pointed the walk at another place: the next page as a URL on another host (the only
+ * way forward), or a redirect. Never followed, so the key is never sent there; retrying cannot
+ * help: `--api-url`, or the proxy or gateway behind it, needs fixing. Exit 10.
+ */
+export class ForeignLinkError extends PipelineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_API_FOREIGN_LINK', message, 10, options);
+  }
+}
+
 /** The API rejected our cursor (400 ADMIN-400-1). The source recovers from this itself. */
 export class InvalidCursorError extends PipelineError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -3,7 +3,7 @@ import { batchRecords } from './helpers/batches.js';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseRunConfig } from '../src/cli.js';
-import { ApiError, ConfigError } from '../src/errors.js';
+import { ConfigError, ForeignLinkError } from '../src/errors.js';
 import { createAtlassianEventsSource, parsePage } from '../src/sources/atlassian-events.js';
 import type { Batch } from '../src/types.js';
 
@@ -41,22 +41,35 @@ async function drain(src: AsyncIterable<Batch>): Promise<unknown[]> {
 
 const base = { orgId: 'o', apiKey: KEY, start: { from: 0, skip: 0 }, rateLimit: false as const, backoffBaseMs: 1, backoffCapMs: 2 };
 
-test('a links.next or meta.next pointing to another host is refused; the token never reaches that host', async () => {
+test('a links.next on another host is never followed and the walk goes on with meta.next on --api-url; a meta.next URL on another host stops at once with ForeignLinkError (exit 10); the key never reaches that host', async () => {
   const elsewhere = await serve((_req, res) => res.end(page([], null)));
-  for (const hostile of [
-    (n: number) => page([{ id: `e${n}` }], 'c2', { next: `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2` }),
-    (n: number) => page([{ id: `e${n}` }], `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2`),
-    (n: number) => page([{ id: `e${n}` }], 'c2', { next: `HTTPS://user@evil.invalid:443/admin/v1/orgs/o/events-stream?cursor=c2` }),
-  ]) {
-    const api = await serve((_req, res, n) => res.end(hostile(n)));
+  // Regression: a gateway's page (links.next naming its upstream host, meta.next a cursor) was
+  // refused as malformed, retried 8 times (about 3 minutes), and the run ended with exit 6.
+  const gatewayLike = await serve((req, res) => {
+    const cursor = new URL(req.url ?? '/', 'http://x').searchParams.get('cursor');
+    if (cursor === null) res.end(page([{ id: 'a' }], 'c2', { next: `${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2` }));
+    else res.end(page([{ id: 'b' }], null, { next: 'HTTPS://user@evil.invalid:443/admin/v1/orgs/o/events-stream?cursor=c3' }));
+  });
+  try {
+    assert.deepEqual(await drain(createAtlassianEventsSource({ ...base, apiUrl: gatewayLike.url })), [{ id: 'a' }, { id: 'b' }]);
+    assert.deepEqual(gatewayLike.requests.map((r) => new URL(r.url, 'http://x').searchParams.get('cursor')), [null, 'c2']);
+    assert.ok(gatewayLike.requests.every((r) => r.authorization === `Bearer ${KEY}`));
+  } finally {
+    await gatewayLike.close();
+  }
+  // The only way forward is a URL on another host: a configuration or security problem, not a
+  // transient one, so no retry.
+  for (const hostile of [`${elsewhere.url}/admin/v1/orgs/o/events-stream?cursor=c2`, 'HTTPS://user@evil.invalid:443/admin/v1/orgs/o/events-stream?cursor=c2']) {
+    const api = await serve((_req, res, n) => res.end(page([{ id: `e${n}` }], hostile)));
     try {
       await assert.rejects(drain(createAtlassianEventsSource({ ...base, apiUrl: api.url, maxRetries: 2 })), (err: unknown) => {
-        assert.ok(err instanceof ApiError, String(err));
-        assert.match(err.message, /points to .*refusing to follow pagination to another host/);
+        assert.ok(err instanceof ForeignLinkError, String(err));
+        assert.equal(err.exitCode, 10);
+        assert.match(err.message, new RegExp(`gave the next page as a URL on ${new URL(hostile).origin.replace(/[.]/g, '\\.')} \\("meta\\.next"\\): the key is only ever sent to --api-url`));
         assert.ok(!err.message.includes(KEY));
         return true;
       });
-      assert.equal(api.requests.length, 3, 'each hostile page is a page error, retried, then the run fails');
+      assert.equal(api.requests.length, 1, 'stopped at once, without retries');
     } finally {
       await api.close();
     }
@@ -88,12 +101,13 @@ test('pagination links on the configured origin are fine, and a same-origin URL 
   }
 });
 
-test('a redirect is never followed: ApiError naming the target, the key not sent there', async () => {
+test('a redirect is never followed: ForeignLinkError (exit 10) naming the target, the key not sent there', async () => {
   const elsewhere = await serve((_req, res) => res.end(page([{ id: 'stolen' }], null)));
   const api = await serve((_req, res) => res.writeHead(302, { location: `${elsewhere.url}/collect` }).end());
   try {
     await assert.rejects(drain(createAtlassianEventsSource({ ...base, apiUrl: api.url })), (err: unknown) => {
-      assert.ok(err instanceof ApiError, String(err));
+      assert.ok(err instanceof ForeignLinkError, String(err));
+      assert.equal(err.exitCode, 10);
       assert.match(err.message, new RegExp(`HTTP 302, a redirect to ${elsewhere.url}: redirects are never followed`));
       return true;
     });
@@ -122,4 +136,9 @@ test('the key comes only from the environment or a file; TLS checks cannot be tu
     assert.equal(parseRunConfig(['--org-id', 'o', '--api-url', ok], env).pipeline.apiUrl, ok);
   }
   assert.equal(parseRunConfig(['--org-id', 'o'], env).pipeline.apiKey, KEY);
+  // A gateway's path prefix is kept; credentials, a query or a fragment are refused, never echoed.
+  assert.equal(parseRunConfig(['--org-id', 'o', '--api-url', 'https://gateway.example.com/atlassian/'], env).pipeline.apiUrl, 'https://gateway.example.com/atlassian/');
+  assert.throws(() => parseRunConfig(['--org-id', 'o', '--api-url', 'https://user:p4ssw0rd-secret@api.example.com'], env), (err: unknown) =>
+    err instanceof ConfigError && /must not hold a user name or password/.test(err.message) && !err.message.includes('p4ssw0rd-secret'));
+  assert.throws(() => parseRunConfig(['--org-id', 'o', '--api-url', 'https://api.example.com/?limit=5'], env), /without a query or fragment/);
 });

@@ -13,7 +13,9 @@
  * Memory: up to 1 + MAX_AHEAD pages in flight (each ≤ `pageSize` records, ≤ `maxPageBytes` of
  *      body, plus its lines) and `highWaterMark` batches; one V8 isolate per page worker.
  * Backpressure: the next page is requested only when downstream pulls (`_read`).
- * Errors: 401/403/404 end the stream with AuthError/ForbiddenError/OrgNotFoundError at once.
+ * Errors: 401/403/404 end the stream with AuthError/ForbiddenError/OrgNotFoundError at once (a
+ *      404 without Atlassian's error document with ApiError: a wrong --api-url path). A redirect,
+ *      or a next page given as a URL on another host, ends it with ForeignLinkError: never followed.
  *      429 is retried for as long as it takes, honouring Retry-After, X-Retry-After and
  *      X-RateLimit-Reset. Requests are paced (rate-pacer.ts): evenly within the `rateLimit`
  *      budget, and held until X-RateLimit-Reset when X-RateLimit-Remaining reaches 0. 5xx, resets, timeouts and malformed pages are retried with exponential
@@ -32,6 +34,7 @@ import {
   AuthError,
   ConfigError,
   ForbiddenError,
+  ForeignLinkError,
   InvalidCursorError,
   OrgNotFoundError,
 } from '../errors.js';
@@ -44,7 +47,7 @@ import { samePosition, type Batch, type PollEnd, type Position, type QuarantineR
 import { DEFAULT_RATE_BUDGET, header, parseRateLimitReset, RatePacer, type Headers, type RateBudget } from './rate-pacer.js';
 
 export interface AtlassianEventsOptions {
-  /** API origin. Default `https://api.atlassian.com`. Pagination never leaves this origin. */
+  /** API base URL (an origin, or a gateway's origin and path prefix). Default `https://api.atlassian.com`. The key is only ever sent here. */
   apiUrl?: string;
   /** Atlassian organization id, put in the request path (`/admin/v1/orgs/{orgId}/events-stream`). */
   orgId: string;
@@ -169,8 +172,9 @@ async function readBody(body: Dispatcher.ResponseData['body'], max: number): Pro
 }
 
 /**
- * The API origin, or ConfigError: https, or plain http to this machine only (the bearer token
- * must not cross a network in clear text).
+ * The API URL, or ConfigError: https, or plain http to this machine only (the bearer token must
+ * not cross a network in clear text). A path is kept, as the prefix of a gateway in front of the
+ * API (`https://gateway.example.com/atlassian` → `…/atlassian/admin/v1/orgs/…`).
  */
 export function checkApiUrl(value: string): URL {
   let url: URL;
@@ -180,6 +184,9 @@ export function checkApiUrl(value: string): URL {
     throw new ConfigError(`--api-url is not a URL: ${JSON.stringify(value)}`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`--api-url must be https, got ${url.protocol}`);
+  // Never echoed: a password here is a secret.
+  if (url.username !== '' || url.password !== '') throw new ConfigError('--api-url must not hold a user name or password: the API key goes in ATLASSIAN_API_KEY');
+  if (url.search !== '' || url.hash !== '') throw new ConfigError(`--api-url must be the API's base URL, without a query or fragment (got ${JSON.stringify(url.origin + url.pathname)}…)`);
   if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
     throw new ConfigError(`--api-url ${url.origin} would send the API key unencrypted: use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)`);
   }
@@ -211,6 +218,8 @@ class EventsStreamReadable extends GeneratorReadable {
     signal: AbortSignal | undefined;
   };
   readonly #deps: Required<Omit<AtlassianEventsDeps, 'dispatcher' | 'metrics'>> & { metrics: PipelineMetrics | undefined };
+  /** The API URL's origin: where pagination may point (besides Atlassian's own API). */
+  readonly #origin: string;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   /** Aborted first on destroy, so a pending request never holds up teardown. */
@@ -233,7 +242,7 @@ class EventsStreamReadable extends GeneratorReadable {
     super(options.highWaterMark ?? 1);
     const apiUrl = checkApiUrl(options.apiUrl ?? 'https://api.atlassian.com');
     this.#opts = {
-      apiUrl: apiUrl.origin,
+      apiUrl: `${apiUrl.origin}${apiUrl.pathname.replace(/\/+$/, '')}`,
       orgId: options.orgId,
       apiKey: options.apiKey,
       start: options.start,
@@ -257,6 +266,7 @@ class EventsStreamReadable extends GeneratorReadable {
       logger: deps.logger ?? silentLogger,
       metrics: deps.metrics,
     };
+    this.#origin = apiUrl.origin;
     this.#ownsDispatcher = deps.dispatcher === undefined;
     this.#dispatcher = deps.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 2 });
     this.#requestSignal = this.#opts.signal === undefined
@@ -496,7 +506,7 @@ class EventsStreamReadable extends GeneratorReadable {
     // The page after `pos` in the chain: the first one ahead when `pos` is the page fetched in
     // its turn, else the one after `pos` among those ahead.
     const at = this.#ahead.findIndex((a) => samePosition(a.pos, pos)) + 1;
-    const guess = guessNextCursor(body, this.#opts.apiUrl);
+    const guess = guessNextCursor(body, this.#origin);
     if (guess === undefined || guess === pos.cursor) return;
     const successor = this.#ahead[at];
     if (successor !== undefined) {
@@ -589,15 +599,26 @@ class EventsStreamReadable extends GeneratorReadable {
         logger.warn('rate limited by the API; waiting', { waitMs: Math.round(waitMs) });
       } else {
         failures++;
-        if (failures > this.#opts.maxRetries) {
-          throw new ApiError(`events-stream kept failing after ${this.#opts.maxRetries} retries (last: ${outcome.retry}: ${outcome.detail})`);
-        }
+        if (failures > this.#opts.maxRetries) throw this.#gaveUp(outcome.retry, outcome.detail);
         waitMs = this.#backoff(failures);
         logger.warn('page request failed; retrying', { cause: outcome.retry, detail: outcome.detail, attempt: failures, waitMs });
       }
       metrics?.apiRetries.inc({ cause: outcome.retry });
       await clock.sleep(waitMs, signal);
     }
+  }
+
+  /** The error once a page failed `maxRetries` retries: what failed, where (--api-url) and what to check. */
+  #gaveUp(cause: 'server_error' | 'network' | 'timeout' | 'malformed', detail: string): ApiError {
+    const where = `the events API at ${this.#opts.apiUrl} (--api-url)`;
+    const attempts = `${this.#opts.maxRetries + 1} attempts`;
+    if (cause === 'network' || cause === 'timeout') {
+      return new ApiError(`cannot reach ${where}: ${attempts} failed, the last with ${detail}. Check --api-url, DNS, proxies and firewalls between here and the API`);
+    }
+    if (cause === 'server_error') {
+      return new ApiError(`${where} kept failing: ${attempts}, the last answered ${detail}. The API (or a proxy in front of it) is failing; a later run continues from the checkpoint`);
+    }
+    return new ApiError(`${where} kept sending pages that are not events-stream pages: ${attempts}, the last ${detail}. Check that --api-url leads to the API, or to a gateway that passes its pages through`);
   }
 
   #countWait(reason: 'pacing' | '429', ms: number): void {
@@ -635,8 +656,8 @@ class EventsStreamReadable extends GeneratorReadable {
     } catch (err) {
       metrics?.apiRequests.inc({ status: '0' });
       if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
-      const timedOut = timeout.aborted || (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
-      return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: (err as { code?: string }).code ?? (err as Error).message };
+      const timedOut = timeout.aborted || (err as { code?: unknown }).code === 'UND_ERR_HEADERS_TIMEOUT';
+      return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: failureDetail(err, timedOut, requestTimeoutMs) };
     }
     const status = res.statusCode;
     metrics?.apiRequests.inc({ status: String(status) });
@@ -652,20 +673,30 @@ class EventsStreamReadable extends GeneratorReadable {
     } catch (err) {
       if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
       if (err instanceof BodyTooLargeError) return { ok: false, retry: 'malformed', detail: err.message };
-      const timedOut = timeout.aborted || (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-      return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: (err as { code?: string }).code ?? (err as Error).message };
+      const timedOut = timeout.aborted || (err as { code?: unknown }).code === 'UND_ERR_BODY_TIMEOUT';
+      return { ok: false, retry: timedOut ? 'timeout' : 'network', detail: failureDetail(err, timedOut, requestTimeoutMs) };
     }
     metrics?.apiRequestSeconds.observe((clock.now() - started) / 1000);
     if (status === 200) {
       // An abandoned page fetched ahead (see #abandonAhead) goes no further: no guess, no processing.
       if (signal.aborted) return { ok: false, retry: 'network', detail: 'aborted' };
       this.#fetchAhead(body, pos);
-      const page = await this.#pages.process(body, { origin: this.#opts.apiUrl, pageSize: this.#opts.pageSize });
+      const page = await this.#pages.process(body, { origin: this.#origin, pageSize: this.#opts.pageSize });
       if (typeof page === 'string') return { ok: false, retry: 'malformed', detail: page };
+      if (page.nextElsewhere !== null) {
+        return {
+          ok: false,
+          fatal: new ForeignLinkError(
+            `the events API at ${this.#opts.apiUrl} gave the next page as a URL on ${page.nextElsewhere} ("meta.next"): the key is only ever sent to --api-url, ` +
+              'so collection stops here. Check --api-url, or make the proxy or gateway give meta.next as a cursor or a URL on itself',
+          ),
+        };
+      }
       if (metrics !== undefined) metrics.health.lastPageOkMs = clock.now();
       return { ok: true, page };
     }
-    const code = apiErrorCode(body.toString('utf8'));
+    const text = body.toString('utf8');
+    const code = apiErrorCode(text);
     const suffix = code === undefined ? '' : ` (${code})`;
     // Branch on the status, never on the body's shape: bodies are not always JSON.
     if (status === 429) return { ok: false, retry: 'rate_limit', waitMs: retryHintMs(res.headers, clock.now()) };
@@ -677,7 +708,19 @@ class EventsStreamReadable extends GeneratorReadable {
       return { ok: false, fatal: new ForbiddenError(`the API refused access (HTTP 403${suffix}): the key's creator must be an organization admin, and the org needs Atlassian Guard for audit-log access`) };
     }
     if (status === 404) {
-      return { ok: false, fatal: new OrgNotFoundError(`organization ${JSON.stringify(this.#opts.orgId)} was not found (HTTP 404${suffix}): check --org-id`) };
+      // Atlassian answers an unknown org with its error document; a wrong path through a proxy or
+      // gateway (or a wrong --api-url) gets someone else's 404 page.
+      if (isAtlassianError(text)) {
+        return { ok: false, fatal: new OrgNotFoundError(`organization ${JSON.stringify(this.#opts.orgId)} was not found (HTTP 404${suffix}): check --org-id`) };
+      }
+      return {
+        ok: false,
+        fatal: new ApiError(
+          `the events API at ${this.#opts.apiUrl} answered HTTP 404 without Atlassian's error document: ${new URL(this.#url(pos)).pathname} is not the events-stream API there. ` +
+            'Check --api-url (the API origin, e.g. https://api.atlassian.com, or your gateway\'s), and any proxy path in between',
+          status,
+        ),
+      };
     }
     if (status === 400 && pos.cursor !== undefined) {
       return { ok: false, fatal: new InvalidCursorError(`the API rejected the cursor (HTTP 400${suffix})`) };
@@ -685,13 +728,33 @@ class EventsStreamReadable extends GeneratorReadable {
     if (status === 408) return { ok: false, retry: 'timeout', detail: 'HTTP 408' };
     if (status >= 300 && status < 400) {
       const location = typeof res.headers.location === 'string' ? res.headers.location : '';
-      const to = location === '' ? '' : ` to ${foreignOrigin(location, this.#opts.apiUrl) ?? this.#opts.apiUrl}`;
+      const to = location === '' ? '' : ` to ${foreignOrigin(location, this.#origin) ?? this.#origin}`;
       return {
         ok: false,
-        fatal: new ApiError(`events-stream answered HTTP ${status}, a redirect${to}: redirects are never followed, so the key is not sent anywhere else; check --api-url`, status),
+        fatal: new ForeignLinkError(`the events API at ${this.#opts.apiUrl} answered HTTP ${status}, a redirect${to}: redirects are never followed, so the key is not sent anywhere else; check --api-url`),
       };
     }
     return { ok: false, fatal: new ApiError(`events-stream answered HTTP ${status}${suffix}`, status) };
+  }
+}
+
+/**
+ * A failed request in a few words for logs and errors: `no answer within 30 s` for a timeout (the
+ * timeout's own error carries a numeric DOMException code), else the error's code and message.
+ */
+function failureDetail(err: unknown, timedOut: boolean, timeoutMs: number): string {
+  if (timedOut) return `no answer within ${timeoutMs / 1000} s`;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !message.includes(code) ? `${code} (${message})` : message;
+}
+
+/** Whether a body is Atlassian's error document, `{"errors":[...]}` (a proxy's 404 page is not). */
+function isAtlassianError(text: string): boolean {
+  try {
+    return Array.isArray((JSON.parse(text) as { errors?: unknown }).errors);
+  } catch {
+    return false;
   }
 }
 

@@ -29,6 +29,11 @@ import { attachRawText, dataElementOffsets, timeValueRange } from './page-scan.j
 export interface Page {
   records: unknown[];
   next: string | null;
+  /**
+   * Set when `meta.next` is a URL on another host than the API origin: that host's origin, and
+   * `next` is null. The walk cannot go on without sending the key there, so it stops.
+   */
+  nextElsewhere?: string;
 }
 
 /** A record's UTC hour (epoch ms of its start) when neither processedAt nor time gives one. */
@@ -87,8 +92,10 @@ export function foreignOrigin(link: string, origin: string): string | undefined 
 
 /**
  * Parses a page body. Returns a reason string when it is not a usable page. With `origin` (the
- * configured API origin), a `links.next` or `meta.next` that points at another host makes the
- * page unusable: pagination never leaves the origin, so the bearer token is never sent elsewhere.
+ * configured API origin), the next page is always asked of `origin`: `meta.next` is the cursor,
+ * or a URL on `origin` (or Atlassian's API) whose `cursor` is taken; a `meta.next` URL on
+ * another host sets `nextElsewhere` instead. `links.next` is never followed, so where it points
+ * does not matter (behind a proxy or gateway it names the upstream host).
  */
 export function parsePage(text: string, origin?: string): Page | string {
   const page = parsePageJson(text, origin);
@@ -117,16 +124,11 @@ function parsePageJson(text: string, origin?: string): Page | string {
     if (typeof n !== 'string' || n.length === 0 || n.length > 4096) return '"meta.next" is not a cursor string';
     next = n;
   }
-  if (origin !== undefined) {
-    const links = (json as { links?: unknown }).links;
-    const linkNext = typeof links === 'object' && links !== null ? (links as { next?: unknown }).next : undefined;
-    for (const [name, link] of [['links.next', linkNext], ['meta.next', next]] as const) {
-      if (typeof link !== 'string') continue;
-      const foreign = foreignOrigin(link, origin);
-      if (foreign !== undefined) return `"${name}" points to ${foreign}, not ${origin}: refusing to follow pagination to another host`;
-    }
+  if (origin !== undefined && next !== null) {
+    const foreign = foreignOrigin(next, origin);
+    if (foreign !== undefined) return { records: data, next: null, nextElsewhere: foreign };
     // A same-origin URL where a cursor belongs: use the cursor it carries.
-    if (next !== null && LOOKS_LIKE_URL.test(next)) {
+    if (LOOKS_LIKE_URL.test(next)) {
       const cursor = new URL(next, origin).searchParams.get('cursor');
       if (cursor === null || cursor === '') return '"meta.next" is a URL without a cursor';
       next = cursor;
@@ -160,6 +162,8 @@ export interface QuarantineEntry {
 export interface ProcessedPage {
   /** Cursor of the next page (`meta.next`, or the `cursor` of a next-page URL); null on the last page. */
   next: string | null;
+  /** The origin `meta.next` points at when it is a URL on another host (see Page); else null. */
+  nextElsewhere: string | null;
   /** Records on the page. */
   count: number;
   /** Per record: its UTC hour (HOUR_UNKNOWN when it has none). */
@@ -177,7 +181,7 @@ export interface ProcessedPage {
 }
 
 export interface ProcessPageOptions {
-  /** The API origin; pagination links elsewhere make the page unusable (see parsePage). */
+  /** The API origin: a next page elsewhere sets `nextElsewhere` (see parsePage). */
   origin?: string;
   /** Most records a page may hold (the `limit` asked for). */
   pageSize: number;
@@ -290,6 +294,8 @@ function processBytes(buf: Buffer, options: ProcessPageOptions): ProcessedPage |
   // A non-ASCII cursor read here is bytes, or already decoded from a URL's %-escapes: which one,
   // only the text path knows.
   if (page.next !== null && /[^\x00-\x7f]/.test(page.next)) return undefined;
+  // The other host is named in the error: the text path reads it as meant.
+  if (page.nextElsewhere !== undefined) return undefined;
   const { records } = page;
   const n = records.length;
   if (n > options.pageSize) return tooMany(n, options.pageSize);
@@ -340,7 +346,7 @@ function processBytes(buf: Buffer, options: ProcessPageOptions): ProcessedPage |
     out.event(i, fromBytes(event.id), canonical);
   }
   const { bytes, ends } = lines.finish(src);
-  return out.finish(page.next, bytes, ends);
+  return out.finish(page, bytes, ends);
 }
 
 /** The text path of processPage: any page, UTF-8 text, lines as received or serialised. */
@@ -379,7 +385,7 @@ function processText(buf: Buffer, options: ProcessPageOptions): ProcessedPage | 
     out.event(i, event.id, canonical);
   }
   const { bytes, ends } = lines.finish(buf);
-  return out.finish(page.next, bytes, ends);
+  return out.finish(page, bytes, ends);
 }
 
 function tooMany(n: number, pageSize: number): string {
@@ -443,9 +449,10 @@ class PageBuilder {
     this.#times.push(Date.parse(canonicalTime));
   }
 
-  finish(next: string | null, bytes: Buffer, ends: Uint32Array): ProcessedPage {
+  finish(page: Page, bytes: Buffer, ends: Uint32Array): ProcessedPage {
     return {
-      next,
+      next: page.next,
+      nextElsewhere: page.nextElsewhere ?? null,
       count: this.count,
       hour: this.#hour,
       processedAtMs: this.#processedAtMs,
@@ -478,9 +485,7 @@ export function guessNextCursor(body: Uint8Array, origin: string): string | unde
   }
   const next = (tail as { meta?: { next?: unknown } }).meta?.next;
   if (typeof next !== 'string' || next.length === 0 || next.length > 4096) return undefined;
-  // A page whose links leave the origin is refused when parsed: fetch nothing on its word.
-  const linkNext = (tail as { links?: { next?: unknown } }).links?.next;
-  if (typeof linkNext === 'string' && foreignOrigin(linkNext, origin) !== undefined) return undefined;
+  // A next page on another host ends the walk (see parsePage): fetch nothing on its word.
   if (foreignOrigin(next, origin) !== undefined) return undefined;
   if (!LOOKS_LIKE_URL.test(next)) return next;
   try {

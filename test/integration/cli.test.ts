@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { createSimulator, type Simulator } from '../../src/simulator/index.js';
 import { loadState } from '../../src/checkpoint.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { startGateway } from '../helpers/gateway.js';
 import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, s3TestEnv, testS3Client } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
@@ -122,6 +123,27 @@ test('401, 403 and 404 exit 3, 4 and 5 with one line saying what to fix, never p
     assert.match(r.stderr, /403.*admin.*Guard/);
     assert.ok(!(r.stdout + r.stderr).includes(KEY));
   });
+});
+
+test('behind a gateway (its links name the upstream host, --api-url carries its path prefix): every event collected; a wrong prefix is one line naming --api-url, exit 6', async () => {
+  // Regression: such pages were refused as malformed, retried 8 times, then exit 6; the path in
+  // --api-url was dropped; a gateway's 404 read "organization not found".
+  await withSim(async (sim) => {
+    const gateway = await startGateway(sim.url, { prefix: '/atlassian', upstreamHost: 'atlassian-upstream.internal:8443' });
+    const dir = await tempDir();
+    const args = (apiUrl: string, state: string): string[] => ['run', '--once', '--org-id', sim.orgId, '--api-url', apiUrl, '--out-dir', join(dir, 'out'),
+      '--state', join(dir, state), '--metrics-port', '0', '--rate-limit', '0'];
+    try {
+      const r = await runCli(args(gateway.url, 'a.json'), { ATLASSIAN_API_KEY: KEY });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await loadState(join(dir, 'a.json')))!.totals.events, sim.truth().valid.size);
+      const wrong = await runCli(args(gateway.url.replace('/atlassian', '/atlas'), 'b.json'), { ATLASSIAN_API_KEY: KEY });
+      assert.equal(wrong.code, 6, wrong.stderr);
+      assert.match(wrong.stderr.trim().split('\n').at(-1)!, /HTTP 404 without Atlassian's error document: \/atlas\/admin\/v1\/orgs\/.* Check --api-url/);
+    } finally {
+      await gateway.close();
+    }
+  }, 1200);
 });
 
 test('logs in a pipe: JSON lines by default, readable lines with --log-format pretty, only warnings and errors with --log-level warn', async () => {

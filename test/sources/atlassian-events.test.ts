@@ -9,6 +9,8 @@ import { hourOf, parseRfc3339 } from '../../src/time.js';
 import type { Clock } from '../../src/clock.js';
 import type { Batch, Position } from '../../src/types.js';
 import { batchRecords } from '../helpers/batches.js';
+import { startGateway } from '../helpers/gateway.js';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 
 async function withSim(opts: SimulatorOptions, fn: (sim: Simulator) => Promise<void>): Promise<void> {
   const sim = createSimulator(opts);
@@ -128,7 +130,7 @@ test('a page that keeps failing ends the stream with ApiError after maxRetries',
     sim.failNextRequests(['503', '503', '503', '503']);
     await assert.rejects(drain(createAtlassianEventsSource(opts(sim, { maxRetries: 2 }), { clock: fastClock() })), (err: unknown) => {
       assert.ok(err instanceof ApiError);
-      assert.match(err.message, /after 2 retries.*HTTP 503/);
+      assert.match(err.message, /the events API at http:\/\/127\.0\.0\.1:\d+ \(--api-url\) kept failing: 3 attempts, the last answered HTTP 503/);
       return true;
     });
   });
@@ -151,6 +153,67 @@ test('401, 403 and 404 end the stream at once with distinct errors that never co
     }
     sim.entitled = false;
     await assert.rejects(drain(createAtlassianEventsSource(opts(sim))), ForbiddenError);
+  });
+});
+
+test('an API that cannot be reached: each retry logs a readable cause (a timeout as "no answer within …", not a code), and the error names the URL and --api-url', async () => {
+  // Regression: a page that timed out was logged with "detail":23 (the timeout's DOMException
+  // code), and the run's last line named neither the URL nor the flag.
+  const silent = createNetServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const closed = createNetServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const closedUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const retries: Array<Record<string, unknown>> = [];
+  const logger = { debug() {}, info() {}, error() {}, warn: (msg: string, fields?: Record<string, unknown>) => { if (msg === 'page request failed; retrying') retries.push(fields!); } };
+  const source = (apiUrl: string): AsyncIterable<Batch> =>
+    createAtlassianEventsSource({ apiUrl, orgId: 'o', apiKey: 'k', start: { from: 0, skip: 0 }, rateLimit: false, maxRetries: 2, requestTimeoutMs: 200 }, { clock: fastClock(), logger });
+  try {
+    await assert.rejects(drain(source(silentUrl)), (err: unknown) => {
+      assert.ok(err instanceof ApiError, String(err));
+      assert.equal(err.message, `cannot reach the events API at ${silentUrl} (--api-url): 3 attempts failed, the last with no answer within 0.2 s. Check --api-url, DNS, proxies and firewalls between here and the API`);
+      return true;
+    });
+    assert.deepEqual(retries.map((r) => [r['cause'], r['detail']]), [['timeout', 'no answer within 0.2 s'], ['timeout', 'no answer within 0.2 s']]);
+    retries.length = 0;
+    await assert.rejects(drain(source(closedUrl)), (err: unknown) => {
+      assert.ok(err instanceof ApiError, String(err));
+      assert.match(err.message, new RegExp(`^cannot reach the events API at ${closedUrl} \\(--api-url\\): 3 attempts failed, the last with .*ECONNREFUSED.*\\. Check --api-url`));
+      return true;
+    });
+    assert.equal(retries.length, 2);
+    for (const r of retries) assert.match(r['detail'] as string, /ECONNREFUSED/);
+  } finally {
+    silent.close();
+  }
+});
+
+test('a 404 says which it is: Atlassian\'s "organization not found", or another server\'s 404 page (a wrong --api-url or proxy path); a gateway\'s path prefix in --api-url is kept', async () => {
+  await withSim({ events: 700, seed: 13 }, async (sim) => {
+    const gateway = await startGateway(sim.url, { prefix: '/atlassian', upstreamHost: 'atlassian-upstream.internal:8443' });
+    try {
+      // Regression: every 404 read "organization not found", a gateway's own 404 page too.
+      await assert.rejects(drain(createAtlassianEventsSource(opts(sim, { apiUrl: gateway.url.replace('/atlassian', '/wrong') }))), (err: unknown) => {
+        assert.ok(err instanceof ApiError && !(err instanceof OrgNotFoundError), String(err));
+        assert.equal(err.exitCode, 6);
+        assert.match(err.message, /answered HTTP 404 without Atlassian's error document: \/wrong\/admin\/v1\/orgs\/[^/]+\/events-stream is not the events-stream API there\. Check --api-url/);
+        return true;
+      });
+      assert.equal(gateway.paths.length, 1, 'a 404 is not retried');
+      await assert.rejects(drain(createAtlassianEventsSource(opts(sim, { apiUrl: gateway.url, orgId: 'no-such-org' }))), (err: unknown) => {
+        assert.ok(err instanceof OrgNotFoundError, String(err));
+        assert.match(err.message, /organization "no-such-org" was not found \(HTTP 404 \(ADMIN-404-2\)\): check --org-id/);
+        return true;
+      });
+      // Through the gateway, under its prefix: every record, though links.next names the upstream host.
+      const records = ids(await drain(createAtlassianEventsSource(opts(sim, { apiUrl: `${gateway.url}/` }))));
+      assert.equal(records.length, sim.summary().totalRecords);
+      assert.ok(gateway.paths.slice(2).every((p) => p.startsWith('/atlassian/admin/v1/orgs/')), gateway.paths.join(' '));
+    } finally {
+      await gateway.close();
+    }
   });
 });
 
