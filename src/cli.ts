@@ -12,6 +12,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { lockHolder, loadState, type CheckpointState, type RunSummary } from './checkpoint.js';
 import { ConfigError, describeError, PipelineError, StateError } from './errors.js';
 import { createLogger, redactSecrets, type LogLevel, type Logger } from './log.js';
+import { DEMO_HELP, GLOBAL_HELP, packageVersion, replayHelp, runHelp, SIMULATE_HELP, STATUS_HELP } from './cli-help.js';
 import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT, setHeapGrowth } from './heap.js';
 import { DropoffAlarm, DROPOFF_MAX_MS, DROPOFF_MIN_MS } from './dropoff.js';
 import { createMetrics, isMetricPrefix, type PipelineMetrics } from './metrics.js';
@@ -23,103 +24,6 @@ import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, 
 import { createSimulator } from './simulator/index.js';
 import { MAX_BUDGET_REQUESTS, type RateBudget } from './sources/rate-pacer.js';
 import { parseDuration, parseFrom, parseSize } from './time.js';
-
-const HELP = `atlassian-audit-pipeline: Atlassian organization audit events → zstd JSON lines in S3, exactly once.
-
-Usage:
-  atlassian-audit-pipeline run [--once] --org-id ORG [--api-url URL] [--from ISO|epoch-ms]
-      [--bucket B --prefix P --quarantine-prefix Q [--s3-endpoint URL] [--s3-force-path-style]]
-      [--out-dir DIR] [--state FILE] [--metrics-port N] [--interval DURATION] [options]
-  atlassian-audit-pipeline replay INPUT... [--bucket B --prefix P --quarantine-prefix Q
-      [--s3-endpoint URL] [--s3-force-path-style]] [--out-dir DIR] [--state FILE]
-      [--metrics-port N] [options]
-  atlassian-audit-pipeline demo [--events N] [--out-dir DIR]
-  atlassian-audit-pipeline simulate [--port N] [--events N] [--seed N]
-  atlassian-audit-pipeline status [--state FILE] [--json]
-  atlassian-audit-pipeline --help
-
-run: collects every event of the organization from the events-stream API, validates it,
-normalises attributes.time, drops duplicate ids and writes zstd JSON-lines objects.
-The API key comes from ATLASSIAN_API_KEY (or --api-key-file), never from a flag value.
-AWS credentials come from the AWS SDK's usual chain; the region from --s3-region, else
-AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
-
-  --once                     collect until caught up, complete every object, save, exit 0
-  --org-id ORG               organization id (required)
-  --api-url URL              API origin (default https://api.atlassian.com)
-  --api-key-file FILE        read the API key from FILE instead of ATLASSIAN_API_KEY
-  --from ISO|epoch-ms        first run only: where to start (default 180 days ago)
-  --interval DURATION        pause between polls without --once (default 5m; 30s, 5m, 1h)
-  --bucket B                 write to this S3 bucket (default: a local directory)
-  --prefix P                 event key prefix (default ${DEFAULT_PREFIX})
-  --quarantine-prefix Q      key prefix for invalid records (default ${DEFAULT_QUARANTINE_PREFIX})
-  --s3-endpoint URL          S3-compatible endpoint (radosgw, MinIO)
-  --s3-force-path-style      path-style addressing (most S3-compatible servers need it)
-  --s3-region REGION         region (default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1)
-  --out-dir DIR              local-directory sink (default ./atlassian-audit-output when no --bucket)
-  --state FILE               checkpoint file (default ./atlassian-audit-state.json)
-  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 9464; 0 disables)
-  --metrics-host HOST        address for the metrics server (default 0.0.0.0)
-  --metrics-prefix P         prefix of every metric name, Node/process ones included
-                             (default atlassian_audit_)
-  --dropoff-after DURATION   raise the drop-off alarm (gauge dropoff_alarm=1, one warning)
-                             when no new event is written for this long: 15m to 30d
-                             (default off)
-  --zstd-level N             1–19 (default 3)
-  --page-workers N           worker threads that parse, validate and normalise pages,
-                             0–8; 0 does it on the main thread (default 2)
-  --object-max-bytes SIZE    close an object at this compressed size (default 32MiB)
-  --object-max-age DURATION  close an object at this age (default 5m)
-  --part-size SIZE           S3 multipart part size, ≥ 5MiB (default 5MiB)
-  --upload-concurrency N     parts in flight per object (default 4)
-  --sse AES256|aws:kms       S3 server-side encryption: SSE-S3 or SSE-KMS (default: the bucket's)
-  --sse-kms-key-id KEY       KMS key id, ARN or alias; needs --sse aws:kms (default: aws/s3 key)
-  --dedupe-window N          ids remembered for dedupe (default 100000)
-  --rate-limit N[/DURATION]  API requests allowed per DURATION (default 50/1m, events-stream's
-                             limit), spread evenly; 0 = no budget of its own. X-RateLimit-*
-                             headers and 429s are honoured either way
-  --stop-timeout DURATION    after SIGINT/SIGTERM, how long objects in flight may take to
-                             complete before they are aborted (default 20s)
-  --log-level LEVEL          debug|info|warn|error, or silent for none (default info)
-  --log-format FORMAT        json|pretty (default: pretty on a TTY, else json)
-  --progress auto|off        progress line while catching up (default auto: only when
-                             stderr is a TTY)
-  --heap-growth PERCENT      let V8's heap grow this much above its live size between full
-                             garbage collections, 0–300; 0 = V8's own choice, up to 300
-                             (default 100: lower, steadier peak RSS for a little more CPU)
-
-replay: reads archives of audit events through the same validate, normalise, dedupe and
-sink path as run. INPUT is a file, - for stdin, or s3://bucket/prefix (every object under it,
-in key order; read with the --s3-* settings). Each input may be zstd, gzip or plain (told by
-its first bytes), and hold JSON lines, a JSON array of events, an API page {"data":[...]}, or
-API pages one per line. Lines or records that are bad are quarantined with the input and line
-(or element) in the reason. The state file remembers how far each input got: running the same
-command again skips finished inputs and continues the others, so nothing is written twice.
-It takes run's sink, state, metrics and log flags (--bucket, --prefix, --quarantine-prefix,
---s3-endpoint, --s3-force-path-style, --s3-region, --out-dir, --zstd-level,
---object-max-bytes, --object-max-age, --part-size, --upload-concurrency, --sse,
---sse-kms-key-id, --dedupe-window, --stop-timeout, --log-level, --log-format,
---metrics-host, --metrics-prefix, --heap-growth), and:
-  --state FILE               replay checkpoint (default ./atlassian-audit-replay-state.json;
-                             never ATLASSIAN_AUDIT_STATE, which is the collector's)
-  --metrics-port N           serve /metrics, /healthz, /readyz on N (default 0: off; never
-                             ATLASSIAN_AUDIT_METRICS_PORT)
-  --batch-size N             records per batch, 1–100000 (default 500)
-
-status: prints a state file's checkpoint (position, newest processedAt written and its age, the
-dedupe window, reserved keys, totals), the last run's summary, and whether a run holds its lock.
---state FILE (default ./atlassian-audit-state.json, or ATLASSIAN_AUDIT_STATE); --json for machine
-output. Exit 8 if the file does not exist or is unusable.
-
-Every valued flag can also come from the environment as ATLASSIAN_AUDIT_<FLAG>, e.g.
-ATLASSIAN_AUDIT_ORG_ID, ATLASSIAN_AUDIT_BUCKET; flags win over the environment. replay takes
---state and --metrics-port from its flags only.
-
-Exit codes: 0 done (or stopped by SIGINT/SIGTERM after finishing objects in flight),
-1 unexpected, 2 configuration, 3 key rejected (401), 4 forbidden (403), 5 org not found (404),
-6 API failing after retries, 7 S3/sink failing after retries, 8 state file unusable or locked,
-9 a replay input unreadable (missing, truncated or corrupt), 130 aborted by a second signal.
-`;
 
 const RUN_OPTIONS = {
   once: { type: 'boolean' },
@@ -417,19 +321,54 @@ function heapGrowth(values: Values, env: NodeJS.ProcessEnv): number {
   return int(values, 'heap-growth', env, 0, MAX_HEAP_GROWTH_PERCENT) ?? DEFAULT_HEAP_GROWTH_PERCENT;
 }
 
+/** How the final summary is written: as the log lines are (`json` also when that is the default off a terminal). */
+type SummaryFormat = 'json' | 'pretty';
+
+/** The log format in effect: the flag, else pretty on a terminal and JSON elsewhere (as createLogger decides). */
+function effectiveLogFormat(format: 'json' | 'pretty' | undefined): SummaryFormat {
+  return format ?? (process.stderr.isTTY === true ? 'pretty' : 'json');
+}
+
 /**
- * The summary a run or a replay prints: `received` names how records came in (`fetched`,
- * `read`), `extra` lines go after the counts, `after` lines at the end.
+ * The summary a run or a replay prints on stdout: a few aligned lines, or with JSON logs one JSON
+ * line (`msg` "run summary" or "replay summary"). `extra` adds fields (and, where given, their
+ * lines after the counts); `after` adds lines at the end (`note` in JSON).
  */
-function printSummary(result: RunResult, out: NodeJS.WritableStream, received: 'fetched' | 'read', extra: string[], after: string[]): void {
+function printSummary(
+  result: RunResult,
+  out: NodeJS.WritableStream,
+  format: SummaryFormat,
+  kind: 'run' | 'replay',
+  extra: Array<[field: string, value: unknown, line: string | undefined]>,
+  after: string[],
+): void {
+  if (format === 'json') {
+    out.write(`${JSON.stringify({
+      time: new Date().toISOString(),
+      level: 'info',
+      msg: `${kind} summary`,
+      records: result.fetched,
+      events: result.events,
+      objects: result.objects,
+      quarantined: result.quarantined,
+      duplicates: result.duplicates,
+      ...Object.fromEntries(extra.map(([field, value]) => [field, value])),
+      eventsUnder: result.where,
+      checkpoint: result.statePath,
+      stopped: result.stopped,
+      abandoned: result.abandoned,
+      ...(after.length === 0 ? {} : { note: after.join(' ') }),
+    })}\n`);
+    return;
+  }
   out.write(
     [
-      `${`records ${received}:`.padEnd(18)}${result.fetched} (= written + quarantined + duplicates)`,
+      `${`records ${kind === 'run' ? 'fetched' : 'read'}:`.padEnd(18)}${result.fetched} (= written + quarantined + duplicates)`,
       `events written:   ${result.events}`,
       `objects:          ${result.objects}`,
       `quarantined:      ${result.quarantined}`,
       `duplicates:       ${result.duplicates}`,
-      ...extra,
+      ...extra.flatMap(([, , line]) => (line === undefined ? [] : [line])),
       `events under:     ${result.where}`,
       `checkpoint:       ${result.statePath}`,
       ...after,
@@ -438,9 +377,9 @@ function printSummary(result: RunResult, out: NodeJS.WritableStream, received: '
 }
 
 /** printSummary for `run` and `demo`. */
-function printRunSummary(result: PipelineResult, out: NodeJS.WritableStream): void {
+function printRunSummary(result: PipelineResult, out: NodeJS.WritableStream, format: SummaryFormat): void {
   const aborted = 'stopped before objects in flight could complete: they were aborted, and the next run collects their events again';
-  printSummary(result, out, 'fetched', [], result.abandoned ? [aborted] : []);
+  printSummary(result, out, format, 'run', [], result.abandoned ? [aborted] : []);
 }
 
 /**
@@ -578,7 +517,14 @@ async function commandReplay(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   try {
     const result = await runReplay({ ...config.replay, signal: signals.stop.signal, abortSignal: signals.abort.signal }, { logger, metrics, ...faultInjection(env) });
     const skipped = result.skipped.length === 0 ? '' : ` (${result.skipped.length} skipped: finished by an earlier replay into this state)`;
-    printSummary(result, process.stdout, 'read', [`inputs finished:  ${result.finished.length}${skipped}`], result.stopped ? ['stopped: run the same command again to continue where it stopped'] : []);
+    printSummary(
+      result,
+      process.stdout,
+      effectiveLogFormat(config.logFormat),
+      'replay',
+      [['inputsFinished', result.finished.length, `inputs finished:  ${result.finished.length}${skipped}`], ['inputsSkipped', result.skipped.length, undefined]],
+      result.stopped ? ['stopped: run the same command again to continue where it stopped'] : [],
+    );
     return 0;
   } finally {
     signals.dispose();
@@ -614,7 +560,7 @@ async function commandRun(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
       { logger, metrics, ...faultInjection(env) },
     );
     progress?.stop();
-    printRunSummary(result, process.stdout);
+    printRunSummary(result, process.stdout, effectiveLogFormat(config.logFormat));
     return 0;
   } finally {
     progress?.stop();
@@ -630,7 +576,7 @@ export function demoGlob(outDir: string, prefix: string): string {
 }
 
 async function commandDemo(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { events: { type: 'string' }, 'out-dir': { type: 'string' }, seed: { type: 'string' } }, strict: true });
+  const values = parseFlags(argv, { events: { type: 'string' }, 'out-dir': { type: 'string' }, seed: { type: 'string' } }) as { events?: string; 'out-dir'?: string; seed?: string };
   const events = values.events === undefined ? 5000 : Number(values.events);
   if (!Number.isInteger(events) || events < 1) throw new ConfigError('--events must be a positive whole number');
   const outDir = resolve(values['out-dir'] ?? 'demo-output');
@@ -646,7 +592,7 @@ async function commandDemo(argv: string[]): Promise<number> {
       { orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: url, from: 0, statePath, rateLimit: false, output: { kind: 'local', dir: resolve(outDir, 'objects') } },
       { logger },
     );
-    printRunSummary(result, process.stdout);
+    printRunSummary(result, process.stdout, 'pretty');
     process.stdout.write(
       `\nRead the events:   ${demoGlob(outDir, DEFAULT_PREFIX)}\n` +
         `Quarantined lines: ${demoGlob(outDir, DEFAULT_QUARANTINE_PREFIX)}\n` +
@@ -659,13 +605,15 @@ async function commandDemo(argv: string[]): Promise<number> {
 }
 
 async function commandSimulate(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { port: { type: 'string' }, host: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' } },
-    strict: true,
-  });
-  const sim = createSimulator({ events: Number(values.events ?? 1000), seed: Number(values.seed ?? 1) });
-  const url = await sim.start(Number(values.port ?? 0), values.host ?? '127.0.0.1');
+  const values = parseFlags(argv, { port: { type: 'string' }, host: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' } }) as Record<string, string | undefined>;
+  const whole = (name: string, fallback: number, min: number, max: number): number => {
+    const v = values[name];
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new ConfigError(`--${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(v)})`);
+    return Number(v);
+  };
+  const sim = createSimulator({ events: whole('events', 1000, 0, 100_000_000), seed: whole('seed', 1, 0, 2 ** 32 - 1) });
+  const url = await sim.start(whole('port', 0, 0, 65535), values['host'] ?? '127.0.0.1');
   process.stdout.write(`${JSON.stringify({ url, orgId: sim.orgId, apiKey: sim.apiKey })}\n`);
   await new Promise<void>((resolveStop) => {
     process.once('SIGINT', () => resolveStop());
@@ -758,11 +706,31 @@ async function commandStatus(argv: string[], env: NodeJS.ProcessEnv): Promise<nu
   return 0;
 }
 
+/** Each command's help, by name. */
+const COMMAND_HELP: Record<string, () => string> = {
+  run: () => runHelp(Object.keys(RUN_OPTIONS)),
+  replay: () => replayHelp(Object.keys(REPLAY_OPTIONS)),
+  status: () => STATUS_HELP,
+  demo: () => DEMO_HELP,
+  simulate: () => SIMULATE_HELP,
+};
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(HELP);
+  if (command === '--version' || command === '-V' || command === 'version') {
+    process.stdout.write(`atlassian-audit-pipeline ${packageVersion()}\n`);
+    return 0;
+  }
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    // `help run` is `run --help`; no command at all is a usage error.
+    const topic = command === 'help' || command === '--help' || command === '-h' ? rest[0] : undefined;
+    process.stdout.write(topic !== undefined && topic in COMMAND_HELP ? COMMAND_HELP[topic]!() : GLOBAL_HELP);
     return command === undefined ? 2 : 0;
+  }
+  const help = Object.hasOwn(COMMAND_HELP, command) ? COMMAND_HELP[command] : undefined;
+  if (help !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(help());
+    return 0;
   }
   try {
     if (command === 'run') return await commandRun(rest, env);
@@ -770,11 +738,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (command === 'demo') return await commandDemo(rest);
     if (command === 'simulate') return await commandSimulate(rest);
     if (command === 'status') return await commandStatus(rest, env);
-    throw new ConfigError(`unknown command ${JSON.stringify(command)} (see --help)`);
+    throw new ConfigError(`unknown command ${JSON.stringify(command)}: the commands are run, replay, status, demo and simulate (see --help)`);
   } catch (err) {
     const code = err instanceof PipelineError ? err.exitCode : 1;
     process.stderr.write(`atlassian-audit-pipeline: ${redactSecrets(describeError(err), secretsOf(undefined, env))}\n`);
     return code;
   }
 }
-

@@ -60,3 +60,29 @@ export function startCli(args: string[], env: Record<string, string | undefined>
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   return startCli(args, env).result;
 }
+
+/** The final summary `run` or `replay` prints on stdout with JSON logs (the default in a pipe): one JSON line. */
+export interface Summary {
+  msg: 'run summary' | 'replay summary';
+  records: number;
+  events: number;
+  objects: number;
+  quarantined: number;
+  duplicates: number;
+  eventsUnder: string;
+  checkpoint: string;
+  stopped: boolean;
+  abandoned: boolean;
+  note?: string;
+  inputsFinished?: number;
+  inputsSkipped?: number;
+}
+
+/** Parses the summary from a CLI's stdout, which must be exactly that one JSON line. */
+export function summaryOf(stdout: string): Summary {
+  const lines = stdout.split('\n').filter((l) => l !== '');
+  if (lines.length !== 1) throw new Error(`expected the summary as one line on stdout, got ${lines.length}:\n${stdout}`);
+  const s = JSON.parse(lines[0]!) as Summary;
+  if (s.msg !== 'run summary' && s.msg !== 'replay summary') throw new Error(`not a summary: ${lines[0]}`);
+  return s;
+}

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { createSimulator, type Simulator } from '../../src/simulator/index.js';
 import { loadState } from '../../src/checkpoint.js';
-import { runCli, startCli } from '../helpers/cli.js';
+import { runCli, startCli, summaryOf } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
 import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, s3TestEnv, testS3Client } from '../helpers/s3.js';
@@ -26,12 +27,61 @@ function oneLine(text: string): void {
   assert.equal(text.trim().split('\n').length, 1, `expected one line, got:\n${text}`);
 }
 
-test('--help documents the fixed contract and exits 0', async () => {
-  const r = await runCli(['--help']);
-  assert.equal(r.code, 0);
-  for (const flag of ['run [--once] --org-id ORG', '--api-url', '--from', '--bucket', '--prefix', '--quarantine-prefix', '--s3-endpoint', '--s3-force-path-style', '--out-dir', '--state', '--metrics-port', '--interval']) {
-    assert.ok(r.stdout.includes(flag), `--help lacks ${flag}`);
+test('--help lists the commands; each command\'s --help (and `help COMMAND`) gives its own usage and every flag it takes; --version prints the version', async () => {
+  const global = await runCli(['--help']);
+  assert.equal(global.code, 0);
+  for (const command of ['run', 'replay', 'status', 'demo', 'simulate']) assert.match(global.stdout, new RegExp(`^  ${command} +\\S`, 'm'));
+  assert.doesNotMatch(global.stdout, /--s3-endpoint/, 'the global help is not every command\'s flags');
+  // Regression: `run --help` printed the whole global help, and --version was an unknown command.
+  const cases: Array<[string, RegExp, string[], RegExp | undefined]> = [
+    ['run', /^Usage: atlassian-audit-pipeline run \[--once\] --org-id ORG/, ['--once', '--org-id', '--api-url', '--from', '--bucket', '--prefix', '--quarantine-prefix', '--s3-endpoint', '--s3-force-path-style', '--out-dir', '--state', '--metrics-port', '--interval', '--rate-limit', '--stop-timeout', '--log-format', '--heap-growth'], /--batch-size/],
+    ['replay', /^Usage: atlassian-audit-pipeline replay INPUT\.\.\./, ['--bucket', '--prefix', '--state', '--metrics-port', '--batch-size', '--stop-timeout'], /--org-id|--interval|--rate-limit/],
+    ['status', /^Usage: atlassian-audit-pipeline status/, ['--state', '--json'], /--bucket/],
+    ['demo', /^Usage: atlassian-audit-pipeline demo/, ['--events', '--out-dir'], /--bucket/],
+    ['simulate', /^Usage: atlassian-audit-pipeline simulate/, ['--port', '--events', '--seed'], /--bucket/],
+  ];
+  for (const [command, usage, flags, absent] of cases) {
+    const r = await runCli([command, '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, usage);
+    for (const flag of flags) assert.match(r.stdout, new RegExp(`^  ${flag}\\b`, 'm'), `${command} --help lacks ${flag}`);
+    if (absent !== undefined) assert.doesNotMatch(r.stdout, absent, `${command} --help shows flags it does not take`);
+    assert.equal((await runCli(['help', command])).stdout, r.stdout);
+    assert.equal((await runCli([command, '-h'])).stdout, r.stdout);
   }
+  const { version } = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const v = await runCli([flag]);
+    assert.equal(v.code, 0, v.stderr);
+    assert.equal(v.stdout, `atlassian-audit-pipeline ${version}\n`);
+  }
+  const none = await runCli([]);
+  assert.equal(none.code, 2);
+  assert.equal(none.stdout, global.stdout);
+  const unknown = await runCli(['collect']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "collect": the commands are run, replay, status, demo and simulate/);
+});
+
+test('the final summary: one JSON line on stdout with JSON logs (by flag, or by default in a pipe), aligned lines with pretty logs', async () => {
+  // Regression: with --log-format json the summary was plain text among JSON.
+  await withSim(async (sim) => {
+    const dir = await tempDir();
+    const args = (state: string): string[] => ['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, state), '--metrics-port', '0', '--rate-limit', '0'];
+    const truth = sim.truth();
+    const json = await runCli([...args('a.json'), '--log-format', 'json'], { ATLASSIAN_API_KEY: KEY });
+    assert.equal(json.code, 0, json.stderr);
+    const s = summaryOf(json.stdout);
+    assert.deepEqual(
+      { msg: s.msg, events: s.events, quarantined: s.quarantined, stopped: s.stopped, abandoned: s.abandoned, checkpoint: s.checkpoint, eventsUnder: s.eventsUnder },
+      { msg: 'run summary', events: truth.valid.size, quarantined: truth.invalid.length, stopped: false, abandoned: false, checkpoint: join(dir, 'a.json'), eventsUnder: join(dir, 'out', 'atlassian/audit') },
+    );
+    assert.equal(s.records, s.events + s.quarantined + s.duplicates);
+    const byDefault = await runCli(args('b.json'), { ATLASSIAN_API_KEY: KEY });
+    assert.equal(summaryOf(byDefault.stdout).events, truth.valid.size);
+    const pretty = await runCli([...args('c.json'), '--log-format', 'pretty'], { ATLASSIAN_API_KEY: KEY });
+    assert.match(pretty.stdout, new RegExp(`^records fetched: +${s.records} \\(= written \\+ quarantined \\+ duplicates\\)\\nevents written: +${truth.valid.size}\\n`));
+  });
 });
 
 test('configuration errors: one clear line, exit 2, before any request', async () => {
@@ -166,7 +216,7 @@ test('logs in a pipe: JSON lines by default, readable lines with --log-format pr
     sim.append(50);
     const quiet = await runCli([...args('a.json'), '--log-level', 'warn'], { ATLASSIAN_API_KEY: KEY });
     assert.equal(quiet.code, 0, quiet.stderr);
-    assert.match(quiet.stdout, /events written: +\d+/);
+    assert.ok(summaryOf(quiet.stdout).events > 0, quiet.stdout);
     for (const line of quiet.stderr.split('\n').filter((l) => l !== '')) assert.match((JSON.parse(line) as { level: string }).level, /^(warn|error)$/, line);
   });
 });
@@ -188,7 +238,7 @@ test('a poller stops on SIGTERM with exit 0 and a saved checkpoint; a second pro
     poller.child.kill('SIGTERM');
     const r = await poller.result;
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`events written:\\s+${sim.truth().valid.size}\\n`));
+    assert.equal(summaryOf(r.stdout).events, sim.truth().valid.size);
     const files = (await listFiles(join(dir, 'out'))).filter((f) => f.startsWith('atlassian/audit/'));
     let lines = 0;
     for (const f of files) lines += (await readZstdFile(join(dir, 'out', f))).length;
@@ -208,7 +258,7 @@ test('run --once into radosgw through the CLI', { skip: s3Skip() }, async () => 
         { ATLASSIAN_API_KEY: KEY, ...s3TestEnv() },
       );
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`events written:\\s+${sim.truth().valid.size}\\n`));
+      assert.equal(summaryOf(r.stdout).events, sim.truth().valid.size);
       assert.ok((await listKeys(client, bucket, 'p/')).length > 0);
       assert.ok(!(r.stdout + r.stderr).includes(KEY));
     } finally {

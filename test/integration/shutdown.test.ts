@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { loadState } from '../../src/checkpoint.js';
 import { createSimulator } from '../../src/simulator/index.js';
-import { runCli, startCli } from '../helpers/cli.js';
+import { runCli, startCli, summaryOf } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listPendingUploads, s3TestEnv, testS3Client } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
@@ -73,7 +73,8 @@ test('SIGTERM while S3 does not answer: in-flight objects are aborted after --st
     const r = await run.result;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /did not complete in time; aborting them/);
-    assert.match(r.stdout, /stopped before objects in flight could complete/);
+    assert.equal(summaryOf(r.stdout).abandoned, true);
+    assert.match(summaryOf(r.stdout).note!, /stopped before objects in flight could complete/);
     assert.ok(sim.stats.requests <= requestsWhenStalled + 10, 'the source kept fetching while S3 was stalled');
     const saved = (await loadState(state))!;
     assert.equal(saved.lastRun?.outcome, 'stopped');
