@@ -212,7 +212,39 @@ export async function saveState(path: string, state: CheckpointState): Promise<v
   }
 }
 
-function pidAlive(pid: number): boolean {
+/**
+ * What /proc says of a process: its state letter and its start time (clock ticks after boot, field
+ * 22 of /proc/PID/stat); `gone` when there is no such process; undefined without /proc (not Linux).
+ */
+function procStat(pid: number): { state: string; startTime: string } | 'gone' | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    return readOrUndefined('/proc/self/stat') === undefined ? undefined : 'gone';
+  }
+  // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so fields count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+}
+
+/** This process's start time as /proc gives it (see procStat), or '' without /proc. */
+function ownStartTime(): string {
+  const s = procStat(process.pid);
+  return typeof s === 'object' ? s.startTime : '';
+}
+
+/**
+ * Whether the process that wrote a lock still runs. A zombie (killed, not yet reaped by its
+ * parent) does not; nor does another process that has the same pid now, told by its start time
+ * when the lock recorded one (pids are reused, and a container's collector is often pid 1 or 7
+ * after every restart).
+ */
+function holderAlive(pid: number, startTime: string): boolean {
+  const s = procStat(pid);
+  if (s === 'gone') return false;
+  if (s !== undefined) return s.state !== 'Z' && s.state !== 'X' && (startTime === '' || s.startTime === startTime);
   try {
     process.kill(pid, 0);
     return true;
@@ -221,19 +253,19 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** The pid and token of a lock file's content (`<pid> <token>`); NaN pid when unreadable. */
-function parseLock(content: string): { pid: number; token: string } {
-  const [pid, token] = content.trim().split(/\s+/);
-  return { pid: Number(pid), token: token ?? '' };
+/** The pid, token and start time of a lock file's content (`<pid> <token> <start time>`); NaN pid when unreadable. */
+function parseLock(content: string): { pid: number; token: string; startTime: string } {
+  const [pid, token, startTime] = content.trim().split(/\s+/);
+  return { pid: Number(pid), token: token ?? '', startTime: startTime ?? '' };
 }
 
 /** Who holds `<state>.lock`, if anyone: its pid, and whether that process is running. */
 export function lockHolder(statePath: string): { pid: number; running: boolean } | undefined {
   const seen = readOrUndefined(`${statePath}.lock`);
   if (seen === undefined) return undefined;
-  const { pid, token } = parseLock(seen);
+  const { pid, token, startTime } = parseLock(seen);
   if (!Number.isInteger(pid) || pid <= 0) return { pid: 0, running: false };
-  return { pid, running: pidAlive(pid) && !(pid === process.pid && !heldTokens.has(token)) };
+  return { pid, running: holderAlive(pid, startTime) && !(pid === process.pid && !heldTokens.has(token)) };
 }
 
 /** A held lock on a state file. */
@@ -244,17 +276,18 @@ export interface StateLock {
 }
 
 /**
- * Takes `<state>.lock`, holding `<pid> <token>`. Creation is atomic with its content (written to
- * a private file, then hard-linked into place), so nobody ever reads a half-written lock. A lock
- * whose process is gone (killed with SIGKILL) is taken over by renaming it aside and checking
- * that what was moved is the stale lock that was read; a live lock moved by mistake in a race is
- * put back. A holder re-reads its lock before every checkpoint write (`verify`), so even a lost
- * race stops a process before it writes.
+ * Takes `<state>.lock`, holding `<pid> <token> <start time>`. Creation is atomic with its content
+ * (written to a private file, then hard-linked into place), so nobody ever reads a half-written
+ * lock. A lock whose process is gone (killed with SIGKILL, a zombie not yet reaped, or its pid
+ * now another process's: see holderAlive) is taken over by renaming it aside and checking that
+ * what was moved is the stale lock that was read; a live lock moved by mistake in a race is put
+ * back. A holder re-reads its lock before every checkpoint write (`verify`), so even a lost race
+ * stops a process before it writes.
  */
 export function acquireLock(statePath: string): StateLock {
   const lockPath = `${statePath}.lock`;
   const token = randomBytes(8).toString('hex');
-  const mine = `${process.pid} ${token}\n`;
+  const mine = `${process.pid} ${token} ${ownStartTime()}`.trimEnd() + '\n';
   const tmp = `${lockPath}.${process.pid}.${token}`;
   const fail = (err: unknown): never => {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StateError(`cannot create lock file ${lockPath}: its directory does not exist`);
@@ -275,11 +308,11 @@ export function acquireLock(statePath: string): StateLock {
       }
       const seen = readOrUndefined(lockPath);
       if (seen === undefined) continue; // released meanwhile
-      const { pid: holder, token: holderToken } = parseLock(seen);
+      const { pid: holder, token: holderToken, startTime: holderStart } = parseLock(seen);
       // Our own pid with a token this process does not hold: a previous process that had the
       // same pid (a container's PID 1 after a kill) left it. Stale.
       const ownButNotHeld = holder === process.pid && !heldTokens.has(holderToken);
-      if (Number.isInteger(holder) && holder > 0 && !ownButNotHeld && pidAlive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && !ownButNotHeld && holderAlive(holder, holderStart)) {
         throw new StateError(
           `state ${statePath} is in use by ${holder === process.pid ? 'another run in this process' : `another process (pid ${holder})`}; ` +
             `two runs on one state would write duplicates. If no such run exists, delete ${lockPath}`,
