@@ -36,6 +36,8 @@ const FLAGS: Record<string, string> = {
   's3-endpoint': '--s3-endpoint URL          S3-compatible endpoint (radosgw, MinIO)',
   's3-force-path-style': '--s3-force-path-style      path-style addressing (most S3-compatible servers need it)',
   's3-region': '--s3-region REGION         region (default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1)',
+  's3-timeout': `--s3-timeout DURATION      an S3 request that sends or receives nothing for this long
+                             fails and is retried (default 30s; connecting: at most 10s)`,
   'out-dir': '--out-dir DIR              local-directory sink (default ./atlassian-audit-output when no --bucket)',
   state: '--state FILE               checkpoint file (default ./atlassian-audit-state.json)',
   'metrics-port': '--metrics-port N           serve /metrics, /healthz, /readyz on N (default 9464; 0 disables)',
@@ -102,7 +104,9 @@ export function runHelp(flags: readonly string[]): string {
 Collects every event of the organization from the events-stream API, validates it, normalises
 attributes.time, drops duplicate ids and writes zstd JSON-lines objects to S3 (--bucket) or a
 directory (--out-dir). Without --once it polls every --interval until SIGTERM or SIGINT, then
-completes the objects in flight, saves the checkpoint and exits 0.
+completes the objects in flight, saves the checkpoint and exits 0. Before the first request it
+checks that the sink can be written (S3: that the endpoint answers, the bucket exists, the
+credentials work, and a multipart upload can be started and aborted under each prefix).
 The API key comes from ATLASSIAN_API_KEY (or --api-key-file), never from a flag value.
 AWS credentials come from the AWS SDK's usual chain; the region from --s3-region, else
 AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.

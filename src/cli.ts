@@ -38,6 +38,7 @@ const RUN_OPTIONS = {
   's3-endpoint': { type: 'string' },
   's3-force-path-style': { type: 'boolean' },
   's3-region': { type: 'string' },
+  's3-timeout': { type: 'string' },
   'out-dir': { type: 'string' },
   state: { type: 'string' },
   'metrics-port': { type: 'string' },
@@ -70,6 +71,7 @@ const REPLAY_OPTIONS = {
   's3-endpoint': RUN_OPTIONS['s3-endpoint'],
   's3-force-path-style': RUN_OPTIONS['s3-force-path-style'],
   's3-region': RUN_OPTIONS['s3-region'],
+  's3-timeout': RUN_OPTIONS['s3-timeout'],
   'out-dir': RUN_OPTIONS['out-dir'],
   state: RUN_OPTIONS.state,
   'metrics-port': RUN_OPTIONS['metrics-port'],
@@ -192,6 +194,7 @@ function parseOutput(values: Values, env: NodeJS.ProcessEnv): PipelineOptions['o
   const queueSize = int(values, 'upload-concurrency', env, 1, 64);
   const endpoint = get(values, 's3-endpoint', env);
   const region = get(values, 's3-region', env);
+  const timeoutMs = duration(values, 's3-timeout', env, 100);
   const { sse, sseKmsKeyId } = sseOptions(values, env, bucket);
   return bucket !== undefined
     ? {
@@ -200,6 +203,7 @@ function parseOutput(values: Values, env: NodeJS.ProcessEnv): PipelineOptions['o
         ...(endpoint === undefined ? {} : { endpoint }),
         forcePathStyle: flag(values, 's3-force-path-style', env),
         ...(region === undefined ? {} : { region }),
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
         ...(partSize === undefined ? {} : { partSize }),
         ...(queueSize === undefined ? {} : { queueSize }),
         ...(sse === undefined ? {} : { sse }),
@@ -450,6 +454,7 @@ async function serveMetrics(config: { metricsPort: number; metricsHost: string }
       host: config.metricsHost,
       registry: metrics.registry,
       ready: metrics.isReady,
+      notReadyReason: metrics.notReadyReason,
     });
     logger.info('metrics server listening', { port: server.port });
     return server;
@@ -477,12 +482,13 @@ export function parseReplayConfig(argv: string[], env: NodeJS.ProcessEnv): Repla
   const output = parseOutput(values, env);
   const endpoint = get(values, 's3-endpoint', env);
   const region = get(values, 's3-region', env);
+  const s3Timeout = duration(values, 's3-timeout', env, 100);
   const replay: ReplayConfig['replay'] = {
     inputs: positionals,
     // Not from ATLASSIAN_AUDIT_STATE: in a collector's environment that names the collector's state.
     statePath: get(values, 'state', {}) ?? 'atlassian-audit-replay-state.json',
     output,
-    s3Input: { ...(endpoint === undefined ? {} : { endpoint }), forcePathStyle: flag(values, 's3-force-path-style', env), ...(region === undefined ? {} : { region }) },
+    s3Input: { ...(endpoint === undefined ? {} : { endpoint }), forcePathStyle: flag(values, 's3-force-path-style', env), ...(region === undefined ? {} : { region }), ...(s3Timeout === undefined ? {} : { timeoutMs: s3Timeout }) },
   };
   const optional: Partial<ReplayConfig['replay']> = {
     prefix: get(values, 'prefix', env),

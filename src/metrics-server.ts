@@ -15,6 +15,8 @@ export interface MetricsServerOptions {
   registry: Registry;
   /** Readiness; default always ready. */
   ready?: () => boolean;
+  /** Why it is not ready, for /readyz's body (`not ready: …`). */
+  notReadyReason?: () => string | undefined;
 }
 
 export interface MetricsServer {
@@ -40,7 +42,8 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ready = options.ready?.() ?? true;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      const why = ready ? undefined : options.notReadyReason?.();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready${why === undefined ? '' : `: ${why}`}\n`);
     } else {
       res.writeHead(404).end();
     }

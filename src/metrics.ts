@@ -77,6 +77,11 @@ export interface Health {
   lastProgressMs: number | undefined;
   /** Last time the pipeline failed and had to be rebuilt (follow mode), epoch ms. */
   lastFailureMs: number | undefined;
+  /**
+   * Since when S3 requests have been failing (timeouts, 5xx, throttling, connection failures) with
+   * no request succeeding since, epoch ms; undefined while S3 answers. Set by the S3 client's retries.
+   */
+  sinkFailingSinceMs: number | undefined;
   /** Newest `processedAt` the source has fetched (how far through the stream it is), epoch ms. */
   fetchedUpToMs: number | undefined;
   /** Where this run's range starts (the checkpoint's position in time), epoch ms. */
@@ -114,6 +119,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     lastCheckpointMs: undefined,
     lastProgressMs: undefined,
     lastFailureMs: undefined,
+    sinkFailingSinceMs: undefined,
     fetchedUpToMs: undefined,
     rangeStartMs: undefined,
     received: 0,
@@ -125,14 +131,21 @@ export function createMetrics(options: MetricsOptions = {}) {
     checkDropoff: undefined,
   };
   /**
-   * Ready: an API page succeeded within the window, and the pipeline has moved (committed, or
-   * handled a poll's end with nothing waiting in an open object) since it last failed: a sink
-   * that keeps failing is not ready even though each rebuilt pipeline fetches a page.
+   * Why the pipeline is not ready, or undefined when it is: an API page must have succeeded within
+   * the window; S3 must not be failing now (requests retried with none succeeding since); and the
+   * pipeline must have moved (committed, or handled a poll's end with nothing waiting in an open
+   * object) since it last failed, so a sink that keeps failing is not ready even though each
+   * rebuilt pipeline fetches a page.
    */
-  const isReady = (): boolean =>
-    health.lastPageOkMs !== undefined &&
-    clock.now() - health.lastPageOkMs <= health.readyWithinMs &&
-    (health.lastFailureMs === undefined || (health.lastProgressMs !== undefined && health.lastProgressMs >= health.lastFailureMs));
+  const notReadyReason = (): string | undefined => {
+    const now = clock.now();
+    if (health.lastPageOkMs === undefined) return 'no API page fetched yet';
+    if (now - health.lastPageOkMs > health.readyWithinMs) return `no API page fetched for ${Math.round((now - health.lastPageOkMs) / 1000)} s`;
+    if (health.sinkFailingSinceMs !== undefined) return `S3 requests failing for ${Math.round((now - health.sinkFailingSinceMs) / 1000)} s`;
+    if (health.lastFailureMs !== undefined && (health.lastProgressMs === undefined || health.lastProgressMs < health.lastFailureMs)) return 'nothing committed since the pipeline last failed';
+    return undefined;
+  };
+  const isReady = (): boolean => notReadyReason() === undefined;
   /** Seconds, or NaN when unknown (Prometheus keeps NaN; 0 would read as "fresh"). */
   const secondsSince = (ms: number | undefined): number => (ms === undefined ? NaN : (clock.now() - ms) / 1000);
   const timestamp = (ms: number | undefined): number => (ms === undefined ? 0 : ms / 1000);
@@ -150,6 +163,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     clock,
     health,
     isReady,
+    notReadyReason,
     // Events
     eventsReceived: new Counter({ name: `${p}events_received_total`, help: 'Records received from the API (valid or not, duplicates included).', registers }),
     eventsWritten: new Counter({ name: `${p}events_written_total`, help: 'Events in complete objects under the events prefix.', registers }),
@@ -184,7 +198,9 @@ export function createMetrics(options: MetricsOptions = {}) {
       },
     }),
     uploadSeconds: new Histogram({ name: `${p}object_upload_duration_seconds`, help: 'From the end of an object\'s input to the object being complete in the store (the last parts and CompleteMultipartUpload).', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers }),
+    eventToObjectSeconds: new Histogram({ name: `${p}event_to_object_seconds`, help: 'Per events object: from the sink receiving its first events (as the source hands them on) to the object being complete in the store: how long a served event waits to be written.', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600], registers }),
     uploadAborts: new Counter({ name: `${p}multipart_aborts_total`, help: 'Object uploads aborted after a failure or a timed-out stop.', registers }),
+    s3Retries: new Counter({ name: `${p}s3_retries_total`, help: 'S3 requests retried by cause: throttling, server_error, timeout, network.', labelNames: ['cause'], registers }),
     uploadErrors: new Counter({ name: `${p}upload_errors_total`, help: 'Object uploads that failed after the S3 client\'s retries, by kind.', labelNames: ['kind'], registers }),
     // Freshness
     newestProcessedAt: computed('newest_written_processed_at_seconds', 'The newest processedAt the checkpoint has committed (of any record in complete objects), Unix seconds; read from the checkpoint at start (0 = none yet).', () => timestamp(health.newestProcessedAtMs)),
@@ -198,7 +214,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     // Pipeline
     backpressureSeconds: new Counter({ name: `${p}stage_backpressure_seconds_total`, help: 'Seconds a stage spent blocked because the next one was full (sink: waiting on the compressor and the store).', labelNames: ['stage'], registers }),
     errors: new Counter({ name: `${p}errors_total`, help: 'Pipeline failures that led to a restart, by stage and error code.', labelNames: ['stage', 'error_type'], registers }),
-    ready: computed('ready', '1 when an API page succeeded within the readiness window (2 poll intervals) and the pipeline has moved since it last failed, as /readyz; else 0.', () => isReady() ? 1 : 0),
+    ready: computed('ready', '1 when an API page succeeded within the readiness window (2 poll intervals), S3 is not failing, and the pipeline has moved since it last failed, as /readyz; else 0.', () => isReady() ? 1 : 0),
     dropoff: new Gauge({
       name: `${p}dropoff_alarm`,
       help: '1 when no new event has been written for --dropoff-after; 0 otherwise (always 0 when the alarm is off).',

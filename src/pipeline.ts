@@ -31,8 +31,8 @@ import { silentLogger, type Logger } from './log.js';
 import { measureBackpressure, type PipelineMetrics } from './metrics.js';
 import { createAtlassianEventsSource } from './sources/atlassian-events.js';
 import type { RateBudget } from './sources/rate-pacer.js';
-import { createLocalDirSink } from './sinks/local-dir.js';
-import { createS3Client, createS3Sink } from './sinks/s3.js';
+import { LocalDirStore } from './sinks/local-dir.js';
+import { createS3Client, S3Store } from './sinks/s3.js';
 import { createObjectSink, type EpochCommit, type ObjectSink, type ObjectSinkDeps, type ObjectSinkOptions, type ObjectStore } from './sinks/object-sink.js';
 import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
 import { createNormalizeTime } from './transforms/normalize-time.js';
@@ -57,6 +57,8 @@ export type OutputOptions =
       sse?: 'AES256' | 'aws:kms';
       /** KMS key id, ARN or alias for `aws:kms`. Default: the account's AWS managed key for S3. */
       sseKmsKeyId?: string;
+      /** An S3 request that sends or receives nothing for this long fails and is retried. Default 30,000. */
+      timeoutMs?: number;
     }
   | {
       kind: 'local';
@@ -71,23 +73,67 @@ export type OutputOptions =
       where?: string;
     };
 
+/** The ObjectStore for `output` (with `s3`, the client to use). */
+export function createOutputStore(output: OutputOptions, s3: S3Client | undefined): ObjectStore {
+  if (output.kind === 's3') {
+    return new S3Store(s3!, { bucket: output.bucket, partSize: output.partSize, queueSize: output.queueSize, serverSideEncryption: output.sse, sseKmsKeyId: output.sseKmsKeyId });
+  }
+  if (output.kind === 'local') return new LocalDirStore({ dir: output.dir });
+  return output.store;
+}
+
 /** The object sink for `output` (with `s3`, the client to use). */
 export function createOutputSink(output: OutputOptions, options: ObjectSinkOptions, deps: Omit<ObjectSinkDeps, 'store'>, s3: S3Client | undefined): ObjectSink {
-  if (output.kind === 's3') {
-    return createS3Sink(
-      {
-        ...options,
-        bucket: output.bucket,
-        partSize: output.partSize,
-        queueSize: output.queueSize,
-        serverSideEncryption: output.sse,
-        sseKmsKeyId: output.sseKmsKeyId,
-      },
-      { ...deps, client: s3! },
-    );
+  return createObjectSink(options, { ...deps, store: createOutputStore(output, s3) });
+}
+
+/**
+ * The S3 client a run makes for `output` (and `s3://` replay inputs): its time limit per request,
+ * and retries logged and counted through `deps`.
+ */
+export function createRunS3Client(
+  settings: { endpoint?: string; forcePathStyle?: boolean; region?: string; timeoutMs?: number },
+  deps: { logger: Logger; metrics?: PipelineMetrics },
+  maxAttempts?: number,
+): S3Client {
+  return createS3Client(
+    {
+      endpoint: settings.endpoint,
+      forcePathStyle: settings.forcePathStyle,
+      region: settings.region,
+      ...(settings.timeoutMs === undefined ? {} : { requestTimeoutMs: settings.timeoutMs }),
+      ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    },
+    deps,
+  );
+}
+
+/** Attempts per request in the start-up check: enough for a blip, few enough to fail in seconds. */
+const CHECK_ATTEMPTS = 3;
+
+/**
+ * The sink's start-up check (ObjectStore.check), before the first API request: a run that can
+ * never write must not start. With S3 it uses a client of its own with fewer attempts per request
+ * (or `userClient`, a client the caller gave). A stop signal cuts it short without an error (the
+ * run then stops).
+ */
+export async function checkOutput(
+  output: OutputOptions,
+  userClient: S3Client | undefined,
+  prefixes: readonly string[],
+  signals: { signal?: AbortSignal; abortSignal?: AbortSignal },
+  clientDeps: { logger: Logger; metrics?: PipelineMetrics },
+): Promise<void> {
+  const stops = [signals.signal, signals.abortSignal].filter((x) => x !== undefined);
+  const stop = stops.length === 0 ? undefined : AbortSignal.any(stops);
+  const client = output.kind === 's3' && userClient === undefined ? createRunS3Client(output, clientDeps, CHECK_ATTEMPTS) : userClient;
+  try {
+    await createOutputStore(output, client).check?.(prefixes, stop);
+  } catch (err) {
+    if (stop?.aborted !== true) throw err;
+  } finally {
+    if (client !== userClient) client?.destroy();
   }
-  if (output.kind === 'local') return createLocalDirSink({ ...options, dir: output.dir }, deps);
-  return createObjectSink(options, { ...deps, store: output.store });
 }
 
 /** Where `output` puts event objects, for summaries. */
@@ -289,9 +335,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
   let state: CheckpointState | undefined;
   let journal: StateJournal | undefined;
   const ownsClient = options.output.kind === 's3' && deps.s3Client === undefined;
-  const s3 = options.output.kind === 's3'
-    ? deps.s3Client ?? createS3Client({ endpoint: options.output.endpoint, forcePathStyle: options.output.forcePathStyle, region: options.output.region })
-    : undefined;
+  const s3 = options.output.kind === 's3' ? deps.s3Client ?? createRunS3Client(options.output, { logger, metrics: deps.metrics }) : undefined;
   const totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, keys: [] as string[] };
   let outcome: RunSummary['outcome'] = 'error';
   let failure: unknown;
@@ -317,6 +361,7 @@ export async function runPipeline(options: PipelineOptions, deps: PipelineDeps =
       }
     }
     await saveState(statePath, state);
+    await checkOutput(options.output, deps.s3Client, [prefix, quarantinePrefix], options, { logger, metrics: deps.metrics });
     if (deps.metrics !== undefined) {
       const h = deps.metrics.health;
       h.lastCheckpointMs = clock.now();

@@ -25,9 +25,8 @@ import { systemClock, type Clock } from './clock.js';
 import { AbortError, ConfigError, StateError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { measureBackpressure, type PipelineMetrics } from './metrics.js';
-import { checkPrefixes, createOutputSink, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, outputWhere, stopControl, type OutputOptions, type RunResult } from './pipeline.js';
+import { checkOutput, checkPrefixes, createOutputSink, createRunS3Client, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, outputWhere, stopControl, type OutputOptions, type RunResult } from './pipeline.js';
 import type { EpochCommit } from './sinks/object-sink.js';
-import { createS3Client } from './sinks/s3.js';
 import { createReplaySource, fileInput, readReplayPosition, s3Inputs, stdinInput, type ReplayInput, type ReplayProgress } from './sources/replay.js';
 import { createDedupe, DEFAULT_DEDUPE_WINDOW, DedupeWindow } from './transforms/dedupe.js';
 import { createNormalizeTime } from './transforms/normalize-time.js';
@@ -60,7 +59,7 @@ export interface ReplayOptions {
   /** Records per batch. Default 500. */
   batchSize?: number;
   /** For `s3://` inputs when the output is not S3 (else the output's settings are used). */
-  s3Input?: { endpoint?: string; forcePathStyle?: boolean; region?: string };
+  s3Input?: { endpoint?: string; forcePathStyle?: boolean; region?: string; timeoutMs?: number };
   /** Stop gracefully: finish objects in flight, save the checkpoint, resolve. */
   signal?: AbortSignal;
   /** Stop at once: abort uploads, keep the last checkpoint, reject with AbortError. */
@@ -154,7 +153,7 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
   const s3Settings = options.output.kind === 's3' ? options.output : options.s3Input;
   const needsS3 = options.output.kind === 's3' || options.inputs.some((i) => i.startsWith('s3://'));
   const ownsClient = needsS3 && deps.s3Client === undefined;
-  const s3 = needsS3 ? deps.s3Client ?? createS3Client({ endpoint: s3Settings?.endpoint, forcePathStyle: s3Settings?.forcePathStyle, region: s3Settings?.region }) : undefined;
+  const s3 = needsS3 ? deps.s3Client ?? createRunS3Client(s3Settings ?? {}, { logger, metrics: deps.metrics }) : undefined;
   const stop = stopControl(options, logger);
   let state: CheckpointState | undefined;
   let journal: StateJournal | undefined;
@@ -170,6 +169,7 @@ export async function runReplay(options: ReplayOptions, deps: ReplayDeps = {}): 
     state = loaded ?? newState(REPLAY_ORG_ID, 0);
     const progress = (state.replay ??= {});
     await saveState(statePath, state);
+    await checkOutput(options.output, deps.s3Client, [prefix, quarantinePrefix], options, { logger, metrics: deps.metrics });
 
     const inputs: ReplayInput[] = [];
     for (const arg of options.inputs) {

@@ -10,6 +10,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Writable } from 'node:stream';
+import { SinkError } from '../errors.js';
 import { createBody, createObjectSink, type ObjectKind, type ObjectSink, type ObjectSinkDeps, type ObjectSinkOptions, type ObjectStore, type ObjectUpload } from './object-sink.js';
 
 export interface LocalDirStoreOptions {
@@ -24,9 +25,13 @@ export class LocalDirStore implements ObjectStore {
   constructor(options: LocalDirStoreOptions) {
     this.#dir = resolve(options.dir);
     this.#tmp = join(this.#dir, '.tmp');
-    // Anything left here was being written when a process died: it never became an object.
-    rmSync(this.#tmp, { recursive: true, force: true });
-    mkdirSync(this.#tmp, { recursive: true });
+    try {
+      // Anything left here was being written when a process died: it never became an object.
+      rmSync(this.#tmp, { recursive: true, force: true });
+      mkdirSync(this.#tmp, { recursive: true });
+    } catch (err) {
+      throw new SinkError(`cannot write to the output directory ${this.#dir} (--out-dir): ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.replace(/\s+/g, ' '), { cause: err });
+    }
   }
 
   #path(key: string): string {
@@ -82,6 +87,24 @@ export class LocalDirStore implements ObjectStore {
         await rm(tmp, { force: true });
       },
     };
+  }
+
+  /** The start-up check: a file can be written, synced and removed in the output directory. */
+  async check(_prefixes: readonly string[]): Promise<void> {
+    const probe = join(this.#tmp, `check-${randomBytes(8).toString('hex')}`);
+    try {
+      await mkdir(this.#tmp, { recursive: true });
+      const fh = await open(probe, 'w');
+      try {
+        await fh.writeFile('check');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rm(probe);
+    } catch (err) {
+      throw new SinkError(`cannot write to the output directory ${this.#dir} (--out-dir): ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.replace(/\s+/g, ' '), { cause: err });
+    }
   }
 
   async abortIncomplete(_key: string): Promise<void> {

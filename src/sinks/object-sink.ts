@@ -11,7 +11,8 @@
  *     `<prefix>YYYY/MM/DD/HH/<name>.json.zst` for the batch's UTC hour of processedAt.
  * Objects: an "epoch" is the set of objects (one per kind, opened lazily) being written now.
  *     It closes when the events object reaches `maxObjectBytes` compressed, when it is
- *     `maxObjectAgeMs` old, when a batch of another hour arrives, or at end of input.
+ *     `maxObjectAgeMs` old, when a batch of another hour arrives, when a poll has caught up (the
+ *     batch carrying the source's `pollEnd`), or at end of input.
  *     Closing waits for every object of the epoch to be complete, then calls `journal.commit`
  *     with the position after the epoch's last batch: the checkpoint never runs ahead of S3.
  * Exactly once: `journal.reserve` records each key before its upload starts. After a crash the
@@ -25,8 +26,7 @@
  * Errors/destroy: any write or upload error aborts every open upload (including the server-side
  *     multipart upload) and fails the stream with SinkError; nothing is committed.
  * Logs: one "object complete" line per object, and one "poll complete" line per poll (when the
- *     batch carrying the source's `pollEnd` is handled; with no next poll, after the last objects
- *     are complete).
+ *     batch carrying the source's `pollEnd` is handled, after the poll's objects are complete).
  */
 import { PassThrough, Transform, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -66,6 +66,11 @@ export interface ObjectStore {
   abortIncomplete(key: string): Promise<void>;
   /** For logs and summaries: `s3://bucket/key` or a path. */
   describe(key: string): string;
+  /**
+   * Optional start-up check, run before the first API request: that objects can be written under
+   * each prefix. Throws (a SinkError, ideally) with one line saying what to fix.
+   */
+  check?(prefixes: readonly string[], stop?: AbortSignal): Promise<void>;
 }
 
 /** What the sink tells the checkpoint. */
@@ -255,8 +260,6 @@ export class ObjectSink extends Writable {
   #poll: PollTally = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0 };
   /** Position of the last batch handled. */
   #lastPosition: Position | undefined;
-  /** A poll that ended without a next one: reported after the final objects are complete. */
-  #lastPoll: PollEnd | undefined;
   /** Totals over the sink's life, in complete objects. */
   readonly totals = { fetched: 0, events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0, keys: [] as string[] };
 
@@ -320,7 +323,6 @@ export class ObjectSink extends Writable {
     this.#serial(async () => {
       await this.#close('end');
       await this.#commitIdle();
-      if (this.#lastPoll !== undefined) this.#logPoll(this.#lastPoll);
     }).then(() => cb(), (err: unknown) => cb(this.#wrap(err)));
   }
 
@@ -357,19 +359,17 @@ export class ObjectSink extends Writable {
     this.#lastPosition = batch.position;
     this.#poll.duplicates += batch.duplicates ?? 0;
     if (batch.pollEnd === undefined) return;
-    // The poll went through every stage with nothing left waiting in an open object: the pipeline
-    // is making progress (readiness). With records still in an open object, only that object's
-    // commit shows progress: a rebuilt pipeline whose uploads keep failing must not look ready
-    // between its failures.
-    const waiting = this.#epoch !== undefined && (this.#epoch.events > 0 || this.#epoch.quarantined > 0);
-    if (this.#metrics !== undefined && !waiting) this.#metrics.health.lastProgressMs = this.#clock.now();
-    if (batch.pollEnd.nextPollAtMs === undefined) this.#lastPoll = batch.pollEnd;
-    else this.#logPoll(batch.pollEnd);
+    // The poll caught up: its objects are completed now (one object per poll and hour), so an
+    // event is in the store within one poll of being served, rather than up to maxObjectAgeMs
+    // later. maxObjectAgeMs still bounds a long catch-up.
+    await this.#close('poll');
+    // Nothing is left waiting in an open object: the pipeline is making progress (readiness).
+    if (this.#metrics !== undefined) this.#metrics.health.lastProgressMs = this.#clock.now();
+    this.#logPoll(batch.pollEnd);
   }
 
   #logPoll(end: PollEnd): void {
     const t = this.#poll;
-    const open = this.#epoch;
     this.#logger.info('poll complete', {
       pages: end.pages,
       records: end.records,
@@ -378,12 +378,10 @@ export class ObjectSink extends Writable {
       duplicates: t.duplicates,
       objects: t.objects,
       bytes: t.bytes,
-      pendingEvents: open?.events ?? 0,
       durationMs: Math.round(end.durationMs),
       nextPollAt: end.nextPollAtMs === undefined ? null : new Date(end.nextPollAtMs).toISOString(),
     });
     this.#poll = { events: 0, quarantined: 0, duplicates: 0, objects: 0, bytes: 0 };
-    this.#lastPoll = undefined;
   }
 
   async #write(batch: Batch): Promise<void> {
@@ -591,7 +589,7 @@ export class ObjectSink extends Writable {
   }
 
   /** Completes every object of the open epoch, then commits. */
-  async #close(reason: 'size' | 'age' | 'hour' | 'end'): Promise<void> {
+  async #close(reason: 'size' | 'age' | 'hour' | 'poll' | 'end'): Promise<void> {
     clearTimeout(this.#ageTimer);
     const epoch = this.#epoch;
     if (epoch === undefined) return;
@@ -631,6 +629,7 @@ export class ObjectSink extends Writable {
       m.objectBytes(obj.kind, obj.counter.bytes, obj.rawBytes);
       m.uploadSeconds.observe(finishSeconds.get(obj) ?? 0);
     }
+    if (epoch.events > 0) m.eventToObjectSeconds.observe((this.#clock.now() - epoch.openedAt) / 1000);
     m.eventsWritten.inc(epoch.events);
     for (const [reason, n] of epoch.quarantinedBy) m.eventsQuarantined.inc({ reason }, n);
     m.eventsDuplicate.inc(epoch.duplicates);

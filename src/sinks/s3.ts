@@ -8,15 +8,17 @@
  * aborted explicitly: `Upload.abort()` alone leaves the multipart upload on the server. After a
  * multipart object completes, uploads still listed for its key (orphans of a retried
  * CreateMultipartUpload) are aborted too.
- * SDK retries (standard mode, `maxAttempts`) cover throttling and 5xx on every request.
+ * The client's retries (s3-client.ts) cover throttling, 5xx, timeouts and resets on every request.
  */
 import {
   AbortMultipartUploadCommand,
   ListMultipartUploadsCommand,
-  S3Client,
+  type S3Client,
   type ServerSideEncryption,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+export { createS3Client, type S3ClientOptions, type S3ClientDeps } from './s3-client.js';
+import { checkS3Sink } from './s3-check.js';
 import { createBody, createObjectSink, type ObjectKind, type ObjectSink, type ObjectSinkDeps, type ObjectSinkOptions, type ObjectStore, type ObjectUpload } from './object-sink.js';
 
 /** Longest an abort spends cleaning up multipart uploads on the server. */
@@ -33,42 +35,6 @@ export interface S3StoreOptions {
   serverSideEncryption?: ServerSideEncryption;
   /** KMS key id for `aws:kms`. */
   sseKmsKeyId?: string;
-}
-
-export interface S3ClientOptions {
-  /** Custom endpoint (radosgw, MinIO, LocalStack). Default: AWS. */
-  endpoint?: string;
-  /** Path-style addressing, needed by most S3-compatible servers. Default false. */
-  forcePathStyle?: boolean;
-  /** Region. Default AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
-  region?: string;
-  /** Attempts per request, retries included. Default 6. */
-  maxAttempts?: number;
-  /** Socket inactivity limit per request; a stalled server then fails and is retried. Default 120,000. */
-  requestTimeoutMs?: number;
-  /** Connection set-up limit. Default 10,000. */
-  connectionTimeoutMs?: number;
-}
-
-/** An S3Client set up for streaming uploads to AWS or S3-compatible servers. */
-export function createS3Client(options: S3ClientOptions = {}): S3Client {
-  return new S3Client({
-    ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-    forcePathStyle: options.forcePathStyle ?? false,
-    region: options.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1',
-    maxAttempts: options.maxAttempts ?? 6,
-    retryMode: 'standard',
-    // Without these the SDK waits for a stalled server forever, and so would the pipeline.
-    requestHandler: {
-      requestTimeout: options.requestTimeoutMs ?? 120_000,
-      connectionTimeout: options.connectionTimeoutMs ?? 10_000,
-      throwOnRequestTimeout: true,
-    },
-    // Streaming bodies with the default checksums are rejected by radosgw (411) and corrupted by
-    // some other S3-compatible servers; S3 itself does not require them.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
 }
 
 export class S3Store implements ObjectStore {
@@ -127,6 +93,16 @@ export class S3Store implements ObjectStore {
         await this.abortIncomplete(key, deadline);
       },
     };
+  }
+
+  /** The start-up check (s3-check.ts): objects can be written under each prefix. Throws SinkError saying what to fix. */
+  check(prefixes: readonly string[], stop?: AbortSignal): Promise<void> {
+    const { bucket, serverSideEncryption, sseKmsKeyId } = this.#opts;
+    return checkS3Sink(
+      { client: this.#client, bucket, serverSideEncryption, sseKmsKeyId, abortIncomplete: (key, signal) => this.abortIncomplete(key, signal) },
+      prefixes,
+      stop,
+    );
   }
 
   async abortIncomplete(key: string, signal?: AbortSignal): Promise<void> {

@@ -24,6 +24,7 @@
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { WRITE_CHECK_NAME } from '../../src/sinks/s3-check.js';
 
 export type S3Operation =
   | 'CreateMultipartUpload'
@@ -101,6 +102,12 @@ interface Held {
   req: IncomingMessage;
   res: ServerResponse;
   entry: ProxyLogEntry;
+}
+
+/** Whether a request is the sink's start-up check (on its check key), not an object's upload. */
+export function isWriteCheck(r: RequestInfo): boolean {
+  // Its ListMultipartUploads names the key in `prefix=`, the other requests in the path.
+  return r.key?.endsWith(WRITE_CHECK_NAME) === true || decodeURIComponent(r.path).includes(WRITE_CHECK_NAME);
 }
 
 /** The S3 operation of a path-style request. */

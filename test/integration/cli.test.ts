@@ -7,6 +7,9 @@ import { createSimulator, type Simulator } from '../../src/simulator/index.js';
 import { loadState } from '../../src/checkpoint.js';
 import { runCli, startCli, summaryOf } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/net.js';
+import { parseExposition, value } from '../helpers/exposition.js';
+import { until } from '../helpers/proc.js';
 import { listFiles, readZstdFile, tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listKeys, s3TestEnv, testS3Client } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
@@ -221,24 +224,34 @@ test('logs in a pipe: JSON lines by default, readable lines with --log-format pr
   });
 });
 
-test('a poller stops on SIGTERM with exit 0 and a saved checkpoint; a second process on its state is refused', async () => {
+test('a poller completes a poll\'s objects once it has caught up, so served events are in objects within a poll (--object-max-age 1h does not hold them); SIGTERM stops it with exit 0; a second process on its state is refused', async () => {
   await withSim(async (sim) => {
     const dir = await tempDir();
-    const args = ['run', '--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, 'state.json'), '--metrics-port', '0', '--rate-limit', '0', '--interval', '1s', '--object-max-age', '1h', '--log-format', 'json'];
-    const poller = startCli(args, { ATLASSIAN_API_KEY: KEY });
-    // Objects stay open between polls (age 1h): the first poll's events are completed only by the
-    // stop, together with events that arrived while the poller ran.
-    await poller.waitFor(/starting a new collection/);
-    await new Promise((r) => setTimeout(r, 1500));
-    sim.append(120);
-    await new Promise((r) => setTimeout(r, 2500));
-    const second = await runCli([...args, '--once'], { ATLASSIAN_API_KEY: KEY });
-    assert.equal(second.code, 8, second.stderr);
-    assert.match(second.stderr, /in use by another process/);
-    poller.child.kill('SIGTERM');
+    const port = await freePort();
+    const common = ['--org-id', sim.orgId, '--api-url', sim.url, '--out-dir', join(dir, 'out'), '--state', join(dir, 'state.json'), '--rate-limit', '0', '--log-format', 'json'];
+    const poller = startCli(['run', ...common, '--interval', '1s', '--object-max-age', '1h', '--metrics-port', String(port), '--metrics-host', '127.0.0.1'], { ATLASSIAN_API_KEY: KEY });
+    const metric = async (name: string): Promise<number> => value(parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()), name) ?? 0;
+    const written = (): Promise<number> => metric('atlassian_audit_events_written_total');
+    try {
+      await poller.waitFor(/metrics server listening/);
+      // Regression: a poll's events waited in an open object for --object-max-age (5 minutes by
+      // default, an hour here), and the events-written counter with them.
+      await until(async () => (await written()) === sim.truth().valid.size, 'the first poll\'s events in complete objects');
+      sim.append(120);
+      await until(async () => (await written()) === sim.truth().valid.size, 'the appended events in complete objects, the poller still running');
+      assert.ok((await metric('atlassian_audit_event_to_object_seconds_count')) >= 2, 'event_to_object_seconds observed per object');
+      const second = await runCli(['run', '--once', ...common, '--metrics-port', '0'], { ATLASSIAN_API_KEY: KEY });
+      assert.equal(second.code, 8, second.stderr);
+      assert.match(second.stderr, /in use by another process/);
+    } finally {
+      poller.child.kill('SIGTERM');
+    }
     const r = await poller.result;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(summaryOf(r.stdout).events, sim.truth().valid.size);
+    const completed = r.stderr.split('\n').filter((l) => l.includes('"msg":"object complete"')).map((l) => JSON.parse(l) as { kind: string; reason: string });
+    assert.ok(completed.filter((c) => c.kind === 'events').length >= 2);
+    assert.ok(completed.every((c) => c.reason === 'poll' || c.reason === 'hour'), JSON.stringify(completed));
     const files = (await listFiles(join(dir, 'out'))).filter((f) => f.startsWith('atlassian/audit/'));
     let lines = 0;
     for (const f of files) lines += (await readZstdFile(join(dir, 'out', f))).length;

@@ -8,7 +8,7 @@ import { runCli, startCli, summaryOf } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fs.js';
 import { createTestBucket, emptyAndDeleteBucket, listPendingUploads, s3TestEnv, testS3Client } from '../helpers/s3.js';
 import { s3Skip } from '../helpers/require-s3.js';
-import { startS3FaultProxy } from '../helpers/s3-fault-proxy.js';
+import { isWriteCheck, startS3FaultProxy } from '../helpers/s3-fault-proxy.js';
 import { assertExactlyOnce, readBucket } from '../helpers/verify.js';
 
 const P = 'stop/audit/';
@@ -64,7 +64,7 @@ test('SIGTERM while S3 does not answer: in-flight objects are aborted after --st
     '--s3-endpoint', proxy.url, '--s3-force-path-style', '--state', state, '--metrics-port', '0', '--rate-limit', '0', '--stop-timeout', '2s', '--log-format', 'json'];
   const env = { ATLASSIAN_API_KEY: sim.apiKey, ...s3TestEnv() };
   try {
-    proxy.blackhole();
+    proxy.blackhole('*', (r) => !isWriteCheck(r));
     const run = startCli(args, env);
     // The first object's upload is being held: the pipeline is stalled on S3.
     while (proxy.held < 1) await new Promise((r) => setTimeout(r, 20));
