@@ -9,7 +9,7 @@
  */
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { explain, minimalEnv, REPO_ROOT, runProcess, type ProcessResult } from './helpers/examples-run.js';
 import {
@@ -103,7 +103,12 @@ test('installed by name, the package exports every name of src/index.ts, none un
 
   const bin = await runProcess(join(consumer, 'node_modules', '.bin', 'atlassian-audit-pipeline'), ['--help'], { cwd: consumer, env: minimalEnv() });
   assert.equal(bin.code, 0, explain(bin));
-  assert.match(bin.stdout, /atlassian-audit-pipeline run/);
+  assert.match(bin.stdout, /^ {2}run +collect/m);
+  // The version comes from the installed package's package.json.
+  const version = await runProcess(join(consumer, 'node_modules', '.bin', 'atlassian-audit-pipeline'), ['--version'], { cwd: consumer, env: minimalEnv() });
+  assert.equal(version.code, 0, explain(version));
+  const { version: expected } = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(version.stdout, `atlassian-audit-pipeline ${expected}\n`);
 });
 
 test('a consumer using the factories, option types, ObjectStore and error classes type-checks; a wrong one fails at each mistake', { timeout: 300_000 }, async () => {

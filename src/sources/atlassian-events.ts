@@ -618,7 +618,7 @@ class EventsStreamReadable extends GeneratorReadable {
     if (cause === 'server_error') {
       return new ApiError(`${where} kept failing: ${attempts}, the last answered ${detail}. The API (or a proxy in front of it) is failing; a later run continues from the checkpoint`);
     }
-    return new ApiError(`${where} kept sending pages that are not events-stream pages: ${attempts}, the last ${detail}. Check that --api-url leads to the API, or to a gateway that passes its pages through`);
+    return new ApiError(`${where} kept sending pages that are not events-stream pages: ${attempts}, the last: ${detail}. Check that --api-url leads to the API, or to a gateway that passes its pages through`);
   }
 
   #countWait(reason: 'pacing' | '429', ms: number): void {

@@ -171,8 +171,10 @@ test('the next-cursor guess reads the tail; it is a guess, and says nothing when
   assert.equal(guessNextCursor(Buffer.from(`{"data":[],"meta":{"next":${JSON.stringify(url)}}}`), OPTS.origin), 'xyz');
   // meta before data, and a "meta" key inside the last event: that tail is not the rest of an object.
   assert.equal(guessNextCursor(Buffer.from(`{"meta":{"next":"a"},"data":[{"x":{"meta":{"next":"b"}}}]}`), OPTS.origin), undefined);
-  // Links that leave the origin: no guess (the page will be refused).
-  assert.equal(guessNextCursor(Buffer.from(page([ev()], 'c2').toString().replace('"links":{"self":"x"}', '"links":{"next":"https://evil.invalid/?cursor=c2"}')), OPTS.origin), undefined);
+  // links.next on another host (a gateway's upstream) is never followed: meta.next's cursor is the guess.
+  assert.equal(guessNextCursor(Buffer.from(page([ev()], 'c2').toString().replace('"links":{"self":"x"}', '"links":{"next":"https://evil.invalid/?cursor=c2"}')), OPTS.origin), 'c2');
+  // A meta.next URL on another host ends the walk: no guess.
+  assert.equal(guessNextCursor(Buffer.from('{"data":[],"meta":{"next":"https://evil.invalid/admin/v1/orgs/o/events-stream?cursor=c3"}}'), OPTS.origin), undefined);
   assert.equal(guessNextCursor(Buffer.from('{"data":[]}'), OPTS.origin), undefined);
 });
 
