@@ -7,16 +7,16 @@
  * lines (invalid records go to the quarantine prefix, unchanged). The run stops once it has
  * caught up with the API and prints one summary line.
  *
- *   ATLASSIAN_ORG_ID=... ATLASSIAN_API_KEY=... AAP_BUCKET=my-bucket node dist/examples/custom-enrichment.js
+ *   ATLASSIAN_AUDIT_ORG_ID=... ATLASSIAN_API_KEY=... ATLASSIAN_AUDIT_BUCKET=my-bucket node dist/examples/custom-enrichment.js
  *
  * Environment:
- *   ATLASSIAN_API_URL   API origin (default https://api.atlassian.com)
- *   ATLASSIAN_ORG_ID    organization id (required)
- *   ATLASSIAN_API_KEY   organization API key (required)
- *   AAP_BUCKET          bucket to write to (required)
- *   S3_ENDPOINT         an S3-compatible endpoint (radosgw, MinIO); path-style addressing is used for it
- *   AAP_RATE_LIMIT      API requests per minute (default 50, the API's limit); 0: no budget of
- *                       its own (for the simulator)
+ *   ATLASSIAN_AUDIT_API_URL      API base URL (default https://api.atlassian.com), as --api-url
+ *   ATLASSIAN_AUDIT_ORG_ID       organization id (required)
+ *   ATLASSIAN_API_KEY            organization API key (required)
+ *   ATLASSIAN_AUDIT_BUCKET       bucket to write to (required)
+ *   ATLASSIAN_AUDIT_S3_ENDPOINT  an S3-compatible endpoint (radosgw, MinIO); path-style addressing is used for it
+ *   ATLASSIAN_AUDIT_RATE_LIMIT   API requests per minute, as --rate-limit N (default 50, the API's limit); 0: no budget of
+ *                                its own (for the simulator)
  * AWS credentials and region come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID, AWS_REGION, ...).
  *
  * No checkpoint: downstream of unbatch the chunks carry no stream position, so every run starts
@@ -51,14 +51,14 @@ function required(name: string): string {
   return value;
 }
 
-const apiUrl = process.env['ATLASSIAN_API_URL'] || 'https://api.atlassian.com';
-const orgId = required('ATLASSIAN_ORG_ID');
+const apiUrl = process.env['ATLASSIAN_AUDIT_API_URL'] || 'https://api.atlassian.com';
+const orgId = required('ATLASSIAN_AUDIT_ORG_ID');
 const apiKey = required('ATLASSIAN_API_KEY');
-const bucket = required('AAP_BUCKET');
-const endpoint = process.env['S3_ENDPOINT'] || undefined;
-const perMinute = Number(process.env['AAP_RATE_LIMIT'] || 50);
+const bucket = required('ATLASSIAN_AUDIT_BUCKET');
+const endpoint = process.env['ATLASSIAN_AUDIT_S3_ENDPOINT'] || undefined;
+const perMinute = Number(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || 50);
 if (!Number.isInteger(perMinute) || perMinute < 0) {
-  process.stderr.write('custom-enrichment: AAP_RATE_LIMIT must be a whole number of requests per minute\n');
+  process.stderr.write('custom-enrichment: ATLASSIAN_AUDIT_RATE_LIMIT must be a whole number of requests per minute\n');
   process.exit(2);
 }
 

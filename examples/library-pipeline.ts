@@ -6,16 +6,16 @@
  * to `<dir>/manifest.jsonl`: `{"key", "kind", "bytes", "sha256", "completedAt"}`. Swap it for any
  * destination that can take a stream of bytes (another cloud's object store, a database, a queue).
  *
- *   ATLASSIAN_ORG_ID=... ATLASSIAN_API_KEY=... node dist/examples/library-pipeline.js
+ *   ATLASSIAN_AUDIT_ORG_ID=... ATLASSIAN_API_KEY=... node dist/examples/library-pipeline.js
  *
  * Environment:
- *   ATLASSIAN_API_URL   API origin (default https://api.atlassian.com)
- *   ATLASSIAN_ORG_ID    organization id (required)
- *   ATLASSIAN_API_KEY   organization API key (required)
- *   AAP_OUT_DIR         where objects and the manifest go (default <tmpdir>/atlassian-audit-example/objects)
- *   AAP_STATE           checkpoint file (default <tmpdir>/atlassian-audit-example/state.json)
- *   AAP_RATE_LIMIT      API requests per minute (default 50, the API's limit); 0: no budget of
- *                       its own (for the simulator)
+ *   ATLASSIAN_AUDIT_API_URL      API base URL (default https://api.atlassian.com), as --api-url
+ *   ATLASSIAN_AUDIT_ORG_ID       organization id (required)
+ *   ATLASSIAN_API_KEY            organization API key (required)
+ *   ATLASSIAN_AUDIT_OUT_DIR      where objects and the manifest go (default <tmpdir>/atlassian-audit-example/objects)
+ *   ATLASSIAN_AUDIT_STATE        checkpoint file (default <tmpdir>/atlassian-audit-example/state.json)
+ *   ATLASSIAN_AUDIT_RATE_LIMIT   API requests per minute, as --rate-limit N (default 50, the API's limit); 0: no budget of
+ *                                its own (for the simulator)
  *
  * Run it twice: the second run continues from the checkpoint and writes nothing it wrote before.
  * Ctrl-C stops gracefully: objects in flight are completed and the checkpoint is saved.
@@ -142,12 +142,12 @@ function required(name: string): string {
 }
 
 const base = join(tmpdir(), 'atlassian-audit-example');
-const perMinute = Number(process.env['AAP_RATE_LIMIT'] || 50);
+const perMinute = Number(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || 50);
 if (!Number.isInteger(perMinute) || perMinute < 0) {
-  process.stderr.write('library-pipeline: AAP_RATE_LIMIT must be a whole number of requests per minute\n');
+  process.stderr.write('library-pipeline: ATLASSIAN_AUDIT_RATE_LIMIT must be a whole number of requests per minute\n');
   process.exit(2);
 }
-const store = new ManifestDirStore(process.env['AAP_OUT_DIR'] || join(base, 'objects'));
+const store = new ManifestDirStore(process.env['ATLASSIAN_AUDIT_OUT_DIR'] || join(base, 'objects'));
 
 // First signal: stop at the next page, complete the objects in flight, save the checkpoint.
 const stop = new AbortController();
@@ -157,10 +157,10 @@ process.once('SIGTERM', () => stop.abort());
 try {
   const result = await runPipeline(
     {
-      apiUrl: process.env['ATLASSIAN_API_URL'] || 'https://api.atlassian.com',
-      orgId: required('ATLASSIAN_ORG_ID'),
+      apiUrl: process.env['ATLASSIAN_AUDIT_API_URL'] || 'https://api.atlassian.com',
+      orgId: required('ATLASSIAN_AUDIT_ORG_ID'),
       apiKey: required('ATLASSIAN_API_KEY'),
-      statePath: process.env['AAP_STATE'] || join(base, 'state.json'),
+      statePath: process.env['ATLASSIAN_AUDIT_STATE'] || join(base, 'state.json'),
       follow: false, // true: poll every `intervalMs` until `signal`
       rateLimit: perMinute === 0 ? false : { requests: perMinute, windowMs: 60_000 },
       output: { kind: 'store', store, where: store.dir },

@@ -100,7 +100,7 @@ test('custom-enrichment: simulator → stages → a user Transform → S3; every
   try {
     await withBucket(async (client, bucket) => {
       const before = new Date().toISOString();
-      const r = await runExample('custom-enrichment', { ...apiEnv(sim), ...s3TestEnv(), AAP_BUCKET: bucket });
+      const r = await runExample('custom-enrichment', { ...apiEnv(sim), ...s3TestEnv(), ATLASSIAN_AUDIT_S3_ENDPOINT: process.env['S3_ENDPOINT'], ATLASSIAN_AUDIT_BUCKET: bucket });
       const after = new Date().toISOString();
       assert.equal(r.code, 0, explain(r));
       const truth = sim.truth();
@@ -167,7 +167,7 @@ test('library-pipeline: runPipeline into the example\'s own ObjectStore equals t
   const work = await tempDir();
   try {
     const out = join(work, 'objects');
-    const env = { ...apiEnv(sim), AAP_OUT_DIR: out, AAP_STATE: join(work, 'state.json') };
+    const env = { ...apiEnv(sim), ATLASSIAN_AUDIT_OUT_DIR: out, ATLASSIAN_AUDIT_STATE: join(work, 'state.json') };
 
     const first = await runExample('library-pipeline', env);
     assert.equal(first.code, 0, explain(first));

@@ -61,10 +61,10 @@ export function runExample(name: string, env: Record<string, string | undefined>
   return runProcess(process.execPath, [script], { ...options, env: minimalEnv(env) });
 }
 
-/** The environment variables the examples read to reach an API (the simulator's, in tests). */
+/** The environment variables the examples (and the CLI) read to reach an API (the simulator's, in tests). */
 export function apiEnv(sim: { url: string; orgId: string; apiKey: string }): Record<string, string> {
   // The simulator enforces no rate limit: no request budget of the example's own.
-  return { ATLASSIAN_API_URL: sim.url, ATLASSIAN_ORG_ID: sim.orgId, ATLASSIAN_API_KEY: sim.apiKey, AAP_RATE_LIMIT: '0' };
+  return { ATLASSIAN_AUDIT_API_URL: sim.url, ATLASSIAN_AUDIT_ORG_ID: sim.orgId, ATLASSIAN_API_KEY: sim.apiKey, ATLASSIAN_AUDIT_RATE_LIMIT: '0' };
 }
 
 /** A failure message with what the child printed. */
