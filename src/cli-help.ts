@@ -165,7 +165,8 @@ again: it continues from the checkpoint and writes nothing twice.
   --help, -h                 this help
 `;
 
-export const SIMULATE_HELP = `Usage: ${NAME} simulate [--port N] [--host HOST] [--events N] [--seed N]
+export const SIMULATE_HELP = `Usage: ${NAME} simulate [--port N] [--host HOST] [--events N] [--seed N] [--span DURATION]
+       [--rate-limit N[/DURATION]]
 
 Serves the built-in events-stream API simulator until SIGINT or SIGTERM, for manual runs. It
 prints one JSON line with its url, orgId and apiKey: pass them as --api-url, --org-id and
@@ -175,6 +176,9 @@ ATLASSIAN_API_KEY.
   --host HOST                address (default 127.0.0.1)
   --events N                 events it holds (default 1000)
   --seed N                   seed (default 1)
+  --span DURATION            the events' processedAt spread over this long before now (default 6h)
+  --rate-limit N[/DURATION]  answer 429 beyond N requests per DURATION (per minute without one),
+                             with X-RateLimit-* headers as events-stream does (default: no limit)
   --help, -h                 this help
 `;
 

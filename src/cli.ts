@@ -611,14 +611,24 @@ async function commandDemo(argv: string[]): Promise<number> {
 }
 
 async function commandSimulate(argv: string[]): Promise<number> {
-  const values = parseFlags(argv, { port: { type: 'string' }, host: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' } }) as Record<string, string | undefined>;
+  const values = parseFlags(argv, {
+    port: { type: 'string' }, host: { type: 'string' }, events: { type: 'string' }, seed: { type: 'string' }, span: { type: 'string' }, 'rate-limit': { type: 'string' },
+  }) as Record<string, string | undefined>;
   const whole = (name: string, fallback: number, min: number, max: number): number => {
     const v = values[name];
     if (v === undefined) return fallback;
     if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new ConfigError(`--${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(v)})`);
     return Number(v);
   };
-  const sim = createSimulator({ events: whole('events', 1000, 0, 100_000_000), seed: whole('seed', 1, 0, 2 ** 32 - 1) });
+  const spanMs = values['span'] === undefined ? undefined : parseDuration(values['span']);
+  if (spanMs === undefined && values['span'] !== undefined) throw new ConfigError(`--span must be a duration like 6h or 180d (got ${JSON.stringify(values['span'])})`);
+  const limit = rateBudget(values['rate-limit']);
+  const sim = createSimulator({
+    events: whole('events', 1000, 0, 100_000_000),
+    seed: whole('seed', 1, 0, 2 ** 32 - 1),
+    ...(spanMs === undefined ? {} : { spanMs }),
+    ...(limit === undefined || limit === false ? {} : { rateLimit: limit }),
+  });
   const url = await sim.start(whole('port', 0, 0, 65535), values['host'] ?? '127.0.0.1');
   process.stdout.write(`${JSON.stringify({ url, orgId: sim.orgId, apiKey: sim.apiKey })}\n`);
   await new Promise<void>((resolveStop) => {
