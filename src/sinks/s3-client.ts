@@ -6,7 +6,7 @@
  * nothing for `requestTimeoutMs` (30 s: a stalled server, proxy or load balancer) fails, and so
  * does one that takes longer than REQUEST_TOTAL_MS in all (10 min, against a trickle).
  * Retries: throttling (SlowDown, 429), 5xx, timeouts and connection failures are retried up to
- * `maxAttempts` attempts in all (6), with exponential backoff and full jitter (0.5 s doubling to
+ * `maxAttempts` attempts in all (6), with exponential backoff and full jitter (0.2 s doubling, at most
  * 20 s), or what the server's Retry-After asks; other errors (403, 404) are not. Each retry is
  * logged (`S3 request failed; retrying`), counted (`s3_retries_total{cause}`) and marks S3 as
  * failing in Health (so /readyz says not ready) until a request succeeds again.
@@ -18,7 +18,7 @@ import type { PipelineMetrics } from '../metrics.js';
 
 /** The longest an S3 request may take in all, however steadily bytes trickle. */
 const REQUEST_TOTAL_MS = 600_000;
-const BACKOFF_BASE_MS = 500;
+const BACKOFF_BASE_MS = 100;
 const BACKOFF_CAP_MS = 20_000;
 
 export interface S3ClientOptions {
