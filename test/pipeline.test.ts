@@ -9,6 +9,7 @@ import { loadState } from '../src/checkpoint.js';
 import { DropoffAlarm, DROPOFF_MIN_MS } from '../src/dropoff.js';
 import { createMetrics } from '../src/metrics.js';
 import { listFiles, readZstdFile, readZstdText, tempDir } from './helpers/fs.js';
+import { until } from './helpers/proc.js';
 
 async function eventIds(dir: string): Promise<string[]> {
   const ids: string[] = [];
@@ -30,16 +31,13 @@ test('following: new events are picked up on the next poll, an API outage restar
       maxRetries: 1, backoffBaseMs: 1, backoffCapMs: 2, restartDelayMs: 50, maxObjectAgeMs: 100, signal: stop.signal,
     };
     const run = runPipeline(options);
-    const until = async (cond: () => Promise<boolean>): Promise<void> => {
-      for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 50));
-    };
-    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size, 'every event written');
     // An outage longer than the retries: the pipeline fails, waits, rebuilds from the checkpoint.
     sim.failNextRequests(['503', '503', '503', '503']);
     sim.append(300);
-    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size, 'every event written again');
     sim.append(200, { late: true });
-    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size);
+    await until(async () => (await eventIds(join(dir, 'out'))).length === sim.truth().valid.size, 'every event written again');
     stop.abort();
     const result = await run;
     assert.equal(result.stopped, true);

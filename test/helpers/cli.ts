@@ -40,7 +40,7 @@ export function startCli(args: string[], env: Record<string, string | undefined>
   return {
     child,
     result,
-    waitFor(re, timeoutMs = 20_000) {
+    waitFor(re, timeoutMs = 120_000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}; stderr: ${stderr.slice(-2000)}`)), timeoutMs);
         const check = (): void => {

@@ -161,8 +161,8 @@ export function zstdChildren(): number[] {
   return out;
 }
 
-/** Waits until `check` is true, up to `ms`. */
-export async function waitFor(check: () => boolean, ms = 3000): Promise<boolean> {
+/** Waits until `check` is true, up to `ms` (a limit far above what the condition needs). */
+export async function waitFor(check: () => boolean, ms = 60_000): Promise<boolean> {
   const until = Date.now() + ms;
   while (!check()) {
     if (Date.now() > until) return false;

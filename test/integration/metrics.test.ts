@@ -180,7 +180,7 @@ test('metrics scraped during and after a run equal the ground truth and the comp
   }
 });
 
-test('/readyz and the ready gauge flip to not ready while the API returns 500s, and back when it recovers', { timeout: 120_000 }, async () => {
+test('/readyz and the ready gauge flip to not ready while the API returns 500s, and back when it recovers', { timeout: 420_000 }, async () => {
   const sim = createSimulator({ events: 600, seed: 72 });
   await sim.start();
   const dir = await tempDir();
@@ -203,11 +203,11 @@ test('/readyz and the ready gauge flip to not ready while the API returns 500s, 
   try {
     await cli.waitFor(/"msg":"metrics server listening"/);
     // Before the first page succeeds the process is alive but not ready.
-    await waitReady(200, 20_000);
+    await waitReady(200, 120_000);
     assert.equal(value(await scrape(port), 'atlassian_audit_ready'), 1);
 
     sim.setFaults({ rate5xx: 1 });
-    await waitReady(503, 30_000);
+    await waitReady(503, 120_000);
     const during = await scrape(port);
     assert.equal(value(during, 'atlassian_audit_ready'), 0);
     assert.ok((value(during, 'atlassian_audit_api_retries_total', { cause: 'server_error' }) ?? 0) > 0);
@@ -216,7 +216,9 @@ test('/readyz and the ready gauge flip to not ready while the API returns 500s, 
     assert.equal((await get(port, '/healthz')).status, 200, '/healthz is about the process, not the API');
 
     sim.setFaults({});
-    await waitReady(200, 90_000);
+    // Back once a retry succeeds: within seconds, or, if the retries ran out meanwhile, after the
+    // poller's 30 s restart. The limit is an upper bound, not an expectation.
+    await waitReady(200, 180_000);
     assert.equal(value(await scrape(port), 'atlassian_audit_ready'), 1);
   } finally {
     cli.child.kill('SIGTERM');
@@ -265,7 +267,7 @@ function recordingLogger(): Logger & { lines: Array<{ level: string; msg: string
 const RESTART = 'the pipeline failed; restarting from the checkpoint';
 
 /** Resolves once `cond()` holds; polls every 25 ms and fails after `ms`. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
@@ -414,7 +416,7 @@ test('/readyz answers 503 and ready is 0 while the API holds the first page; 200
     assert.deepEqual(byLabels(m, `${M}api_requests_total`, 'status'), {});
     assert.deepEqual(healthz, { status: 200, text: 'ok\n' }, '/healthz is about the process');
 
-    await until('/readyz 200', async () => (await get(port, '/readyz')).status === 200, 20_000);
+    await until('/readyz 200', async () => (await get(port, '/readyz')).status === 200);
     assert.equal(sim.stats.log[0]?.fault, 'slow');
     const after = await scrape(port);
     assert.equal(value(after, `${M}ready`), 1);

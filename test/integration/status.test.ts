@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createSimulator } from '../../src/simulator/index.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { until } from '../helpers/proc.js';
 import { tempDir } from '../helpers/fs.js';
 
 test('status: the checkpoint, the last run and the lock, as text and as JSON', async () => {
@@ -68,10 +69,10 @@ test('status: the checkpoint, the last run and the lock, as text and as JSON', a
     const poller = startCli([...run, '--interval', '1h'], env);
     await poller.waitFor(/state exists: continuing|"msg":"metrics server listening"|no state yet/, 20_000).catch(() => {});
     let live = '';
-    for (let i = 0; i < 100 && !live.includes('running:           yes'); i++) {
+    await until(async () => {
       live = (await runCli(['status', '--state', state])).stdout;
-      if (!live.includes('yes')) await new Promise((r) => setTimeout(r, 100));
-    }
+      return live.includes('running:           yes');
+    }, 'status to see the poller');
     assert.match(live, new RegExp(`running: +yes \\(pid ${poller.child.pid}\\)`));
     poller.child.kill('SIGKILL');
     await poller.result;

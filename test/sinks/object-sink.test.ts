@@ -11,6 +11,7 @@ import { SinkError } from '../../src/errors.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { AuditEvent, Batch } from '../../src/types.js';
 import { listFiles, readZstdFile, readZstdText, tempDir } from '../helpers/fs.js';
+import { until } from '../helpers/proc.js';
 import { parsePage } from '../../src/sources/atlassian-events.js';
 import { normalizeBatch } from '../../src/transforms/normalize-time.js';
 import { validateBatch } from '../../src/transforms/validate.js';
@@ -91,8 +92,8 @@ test('objects close on age, even when no more batches arrive', async () => {
   const input = new PassThrough({ objectMode: true });
   const done = pipeline(input, sink);
   input.write(batch([ev()]));
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(journal.commits.length, 1, 'the age timer did not close the object');
+  // No more batches: only the age timer can close the object.
+  await until(() => journal.commits.length === 1, 'the age timer to close the object');
   input.end(batch([ev()]));
   await done;
   assert.equal(journal.commits.length, 2);
@@ -144,13 +145,20 @@ test('backpressure: a store that stops reading stops the source, with bounded bu
   });
   const sink = createObjectSink({ prefix: 'ev/', quarantinePrefix: 'q/' }, { store: stalledStore() });
   const done = pipeline(src, sink).catch(() => {});
-  await new Promise((r) => setTimeout(r, 1500));
+  // The source must stop, not slow down: wait until it has not pulled for a second, then check it
+  // stays there. What was pulled sits in bounded buffers: the zstd process holds ~2.5 MB of input
+  // when its output is not read, plus the pipe and stream buffers.
+  let seen = -1;
+  await until(async () => {
+    if (pulled === seen) return true;
+    seen = pulled;
+    await new Promise((r) => setTimeout(r, 1000));
+    return false;
+  }, 'the source to stop pulling');
   const early = pulled;
+  assert.ok(early * 135_000 < 8 * 1024 * 1024, `${early} batches (~${Math.round((early * 135_000) / 1e6)} MB) buffered`);
   await new Promise((r) => setTimeout(r, 1500));
-  // The source must stop, not slow down. What was pulled sits in bounded buffers: the zstd
-  // process holds ~2.5 MB of input when its output is not read, plus the pipe and stream buffers.
   assert.equal(pulled, early, `the source kept producing while the store read nothing (${early} → ${pulled} batches)`);
-  assert.ok(pulled * 135_000 < 8 * 1024 * 1024, `${pulled} batches (~${Math.round((pulled * 135_000) / 1e6)} MB) buffered`);
   sink.destroy();
   await done;
 });
@@ -186,7 +194,6 @@ test('destroy aborts open uploads and leaves nothing under the prefix', async ()
   await new Promise<void>((res, rej) => sink.write(batch([ev()]), (e) => (e ? rej(e) : res())));
   sink.destroy();
   await new Promise((r) => sink.on('close', r));
-  await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(await listFiles(dir), []);
   void new LocalDirStore({ dir }); // a new store starts with an empty .tmp
   void Writable;
@@ -220,16 +227,27 @@ test('work in flight when the sink is destroyed never opens, writes or commits a
   const dir = await tempDir();
   const journal = new RecordingJournal(dir);
   const slowReserve = journal.reserve.bind(journal);
-  journal.reserve = async (kind, hour) => {
-    await new Promise((r) => setTimeout(r, 200));
-    return slowReserve(kind, hour);
+  let reserving: Promise<unknown> | undefined;
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  journal.reserve = (kind, hour) => {
+    const p = held.then(() => slowReserve(kind, hour));
+    reserving = p.catch(() => {});
+    return p;
   };
   const sink = createLocalDirSink({ dir, prefix: 'ev/', quarantinePrefix: 'q/', maxObjectAgeMs: 100 }, { journal });
   sink.on('error', () => {});
   sink.write(batch([ev()]));
-  await new Promise((r) => setTimeout(r, 50));
+  // The write is waiting on reserve: destroy the sink, then let reserve answer.
+  await until(() => reserving !== undefined, 'the write to ask for a key');
+  const closed = new Promise((r) => sink.on('close', r));
   sink.destroy();
-  await new Promise((r) => setTimeout(r, 600));
+  release();
+  await reserving;
+  await closed;
+  // Anything the write did after reserve answered (opening zstd, an upload, a commit) would show
+  // within a few hundred milliseconds.
+  await new Promise((r) => setTimeout(r, 500));
   assert.equal(journal.commits.length, 0);
   assert.deepEqual(await listFiles(dir), []);
 });

@@ -27,6 +27,7 @@ import { createValidate, validateBatch } from '../../src/transforms/validate.js'
 import { ORIGIN_MARK, type Batch } from '../../src/types.js';
 import { collector, makeEvent } from '../helpers/batches.js';
 import { tempDir } from '../helpers/fs.js';
+import { until } from '../helpers/proc.js';
 import {
   byteCounter,
   chunkedInput,
@@ -454,15 +455,22 @@ test('backpressure: a consumer that stops pulling stops the reading (JSON lines 
     const it = source[Symbol.asyncIterator]();
     const first = await it.next();
     assert.equal((first.value as Batch).records.length, 100);
-    await new Promise((r) => setTimeout(r, 400));
+    // Reading stops: once nothing was read for half a second, nothing more is.
+    let seen = -1;
+    await until(async () => {
+      if (counter.bytes === seen) return true;
+      seen = counter.bytes;
+      await new Promise((r) => setTimeout(r, 500));
+      return false;
+    }, `${name}: reading to stop`);
     const stalled = counter.bytes;
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 500));
     assert.equal(counter.bytes, stalled, `${name}: reading stopped`);
     // A batch of 100 records is ~80 KB; a few 64 KiB reads beyond what was handed on.
     assert.ok(stalled < 2 * 1024 * 1024, `${name}: read ${stalled} bytes of ${bytes.length} for one batch`);
     source.destroy();
     await once(source, 'close');
-    assert.ok(await waitFor(() => counter.destroyed), `${name}: the file stream is destroyed with the source`);
+    assert.ok(await waitFor(() => counter.destroyed, 60_000), `${name}: the file stream is destroyed with the source`);
   }
 });
 
