@@ -16,6 +16,7 @@ import { createSimulator } from '../../src/simulator/index.js';
 import { normalizeTime } from '../../src/transforms/normalize-time.js';
 import type { AuditEvent } from '../../src/types.js';
 import { BIN, runCli, summaryOf } from '../helpers/cli.js';
+import { until } from '../helpers/proc.js';
 import { listFiles, readZstdFile, readZstdText, tempDir } from '../helpers/fs.js';
 import { freePort } from '../helpers/net.js';
 import { s3Skip } from '../helpers/require-s3.js';
@@ -149,10 +150,7 @@ test('replay serves /metrics while it runs when --metrics-port is given', async 
   try {
     // stdin is still open: the replay is running and waiting for input.
     let body = '';
-    for (let i = 0; i < 50 && body === ''; i++) {
-      body = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
-      if (body === '') await new Promise((r) => setTimeout(r, 100));
-    }
+    await until(async () => (body = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '')) !== '', 'the metrics server');
     assert.match(body, /^atlassian_audit_events_written_total 0$/m, stderr);
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   } finally {
