@@ -20,10 +20,20 @@ import { assertExactlyOnce, readBucket } from '../helpers/verify.js';
 const P = 'group/audit/';
 const Q = 'group/quarantine/';
 
-for (const [mode, sig] of [['--once backfill', 'SIGTERM'], ['--once backfill', 'SIGINT'], ['poller', 'SIGTERM'], ['poller', 'SIGINT']] as const) {
+/**
+ * How a supervisor signals: `group` is a terminal's Ctrl-C, `kill -- -PGID`, GNU timeout, a
+ * container init's group signal; `every process` is systemd's default KillMode=control-group, which
+ * signals each process of the service's cgroup whatever its process group.
+ */
+type Route = 'group' | 'every process';
+
+for (const [mode, sig, route] of [
+  ['--once backfill', 'SIGTERM', 'group'], ['--once backfill', 'SIGINT', 'group'], ['poller', 'SIGTERM', 'group'], ['poller', 'SIGINT', 'group'],
+  ['--once backfill', 'SIGTERM', 'every process'], ['poller', 'SIGTERM', 'every process'],
+] as Array<[string, NodeJS.Signals, Route]>) {
   // Regression: zstd children were in the CLI's process group, so a group signal killed them
   // mid-object and the run ended with exit 7 "zstd exited non zero ... signal: SIGINT".
-  test(`${mode} in a process group of its own, ${sig} to the whole group while zstd compresses: objects complete, exit 0; the next --once run writes every event exactly once`, { skip: s3Skip(), timeout: 240_000 }, async () => {
+  test(`${mode} in a process group of its own, ${sig} to ${route === 'group' ? 'the whole group' : 'every process (systemd\'s control-group)'} while zstd compresses: objects complete, exit 0; the next --once run writes every event exactly once`, { skip: s3Skip(), timeout: 240_000 }, async () => {
     const sim = createSimulator({ events: 12_000, seed: 41, malformedRate: 0.01 });
     await sim.start();
     const client = testS3Client();
@@ -42,7 +52,8 @@ for (const [mode, sig] of [['--once backfill', 'SIGTERM'], ['--once backfill', '
       const pid = run.child.pid!;
       // Objects are being compressed: a zstd child is running, and the walk is not over.
       await until(() => sim.stats.requests >= 4 && childProcesses(pid, 'zstd').length > 0, 'a zstd child of the CLI');
-      process.kill(-pid, sig);
+      if (route === 'group') process.kill(-pid, sig);
+      else for (const p of [pid, ...childProcesses(pid, 'zstd')]) process.kill(p, sig);
       const r = await run.result;
       assert.equal(r.code, 0, r.stderr);
       assert.doesNotMatch(r.stderr, /zstd exited|aborting|upload aborted/);
