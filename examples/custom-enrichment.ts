@@ -15,8 +15,8 @@
  *   ATLASSIAN_API_KEY            organization API key (required)
  *   ATLASSIAN_AUDIT_BUCKET       bucket to write to (required)
  *   ATLASSIAN_AUDIT_S3_ENDPOINT  an S3-compatible endpoint (radosgw, MinIO); path-style addressing is used for it
- *   ATLASSIAN_AUDIT_RATE_LIMIT   API requests per minute, as --rate-limit N (default 50, the API's limit); 0: no budget of
- *                                its own (for the simulator)
+ *   ATLASSIAN_AUDIT_RATE_LIMIT   API request budget, as --rate-limit: 50 (per minute, the API's limit, the default),
+ *                                300/1m, 10/2s; 0: no budget of its own (for the simulator)
  * AWS credentials and region come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID, AWS_REGION, ...).
  *
  * No checkpoint: downstream of unbatch the chunks carry no stream position, so every run starts
@@ -38,8 +38,10 @@ import {
   DEFAULT_QUARANTINE_PREFIX,
   describeError,
   isQuarantined,
+  parseRateBudget,
   PipelineError,
   type AuditEvent,
+  type RateBudget,
 } from 'atlassian-audit-pipeline';
 
 function required(name: string): string {
@@ -56,9 +58,12 @@ const orgId = required('ATLASSIAN_AUDIT_ORG_ID');
 const apiKey = required('ATLASSIAN_API_KEY');
 const bucket = required('ATLASSIAN_AUDIT_BUCKET');
 const endpoint = process.env['ATLASSIAN_AUDIT_S3_ENDPOINT'] || undefined;
-const perMinute = Number(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || 50);
-if (!Number.isInteger(perMinute) || perMinute < 0) {
-  process.stderr.write('custom-enrichment: ATLASSIAN_AUDIT_RATE_LIMIT must be a whole number of requests per minute\n');
+// The CLI's own parser: 50 (per minute), 300/1m, 10/2s, or 0 for no budget of its own.
+let rateLimit: RateBudget | false;
+try {
+  rateLimit = parseRateBudget(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || undefined) ?? { requests: 50, windowMs: 60_000 };
+} catch (err) {
+  process.stderr.write(`custom-enrichment: ATLASSIAN_AUDIT_RATE_LIMIT: ${(err as Error).message}\n`);
   process.exit(2);
 }
 
@@ -93,7 +98,7 @@ try {
     // The API keeps 180 days of events.
     start: { from: Date.now() - 180 * 24 * 3_600_000, skip: 0 },
     follow: false,
-    rateLimit: perMinute === 0 ? false : { requests: perMinute, windowMs: 60_000 },
+    rateLimit,
   });
   const dedupe = createDedupe();
   const sink = createS3Sink({ bucket, prefix: DEFAULT_PREFIX, quarantinePrefix: DEFAULT_QUARANTINE_PREFIX }, { client });

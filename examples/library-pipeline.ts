@@ -14,8 +14,8 @@
  *   ATLASSIAN_API_KEY            organization API key (required)
  *   ATLASSIAN_AUDIT_OUT_DIR      where objects and the manifest go (default <tmpdir>/atlassian-audit-example/objects)
  *   ATLASSIAN_AUDIT_STATE        checkpoint file (default <tmpdir>/atlassian-audit-example/state.json)
- *   ATLASSIAN_AUDIT_RATE_LIMIT   API requests per minute, as --rate-limit N (default 50, the API's limit); 0: no budget of
- *                                its own (for the simulator)
+ *   ATLASSIAN_AUDIT_RATE_LIMIT   API request budget, as --rate-limit: 50 (per minute, the API's limit, the default),
+ *                                300/1m, 10/2s; 0: no budget of its own (for the simulator)
  *
  * Run it twice: the second run continues from the checkpoint and writes nothing it wrote before.
  * Ctrl-C stops gracefully: objects in flight are completed and the checkpoint is saved.
@@ -30,11 +30,13 @@ import { pipeline } from 'node:stream/promises';
 import {
   createLogger,
   describeError,
+  parseRateBudget,
   PipelineError,
   runPipeline,
   type ObjectKind,
   type ObjectStore,
   type ObjectUpload,
+  type RateBudget,
 } from 'atlassian-audit-pipeline';
 
 /** One line of manifest.jsonl. */
@@ -142,9 +144,12 @@ function required(name: string): string {
 }
 
 const base = join(tmpdir(), 'atlassian-audit-example');
-const perMinute = Number(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || 50);
-if (!Number.isInteger(perMinute) || perMinute < 0) {
-  process.stderr.write('library-pipeline: ATLASSIAN_AUDIT_RATE_LIMIT must be a whole number of requests per minute\n');
+// The CLI's own parser: 50 (per minute), 300/1m, 10/2s, or 0 for no budget of its own.
+let rateLimit: RateBudget | false;
+try {
+  rateLimit = parseRateBudget(process.env['ATLASSIAN_AUDIT_RATE_LIMIT'] || undefined) ?? { requests: 50, windowMs: 60_000 };
+} catch (err) {
+  process.stderr.write(`library-pipeline: ATLASSIAN_AUDIT_RATE_LIMIT: ${(err as Error).message}\n`);
   process.exit(2);
 }
 const store = new ManifestDirStore(process.env['ATLASSIAN_AUDIT_OUT_DIR'] || join(base, 'objects'));
@@ -162,7 +167,7 @@ try {
       apiKey: required('ATLASSIAN_API_KEY'),
       statePath: process.env['ATLASSIAN_AUDIT_STATE'] || join(base, 'state.json'),
       follow: false, // true: poll every `intervalMs` until `signal`
-      rateLimit: perMinute === 0 ? false : { requests: perMinute, windowMs: 60_000 },
+      rateLimit,
       output: { kind: 'store', store, where: store.dir },
       signal: stop.signal,
     },

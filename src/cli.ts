@@ -22,7 +22,7 @@ import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { checkApiUrl } from './sources/atlassian-events.js';
 import { checkPrefixes, DEFAULT_PREFIX, DEFAULT_QUARANTINE_PREFIX, runPipeline, type PipelineOptions, type PipelineResult, type RunResult } from './pipeline.js';
 import { createSimulator } from './simulator/index.js';
-import { MAX_BUDGET_REQUESTS, type RateBudget } from './sources/rate-pacer.js';
+import { parseRateBudget } from './sources/rate-pacer.js';
 import { parseDuration, parseFrom, parseSize } from './time.js';
 
 const RUN_OPTIONS = {
@@ -157,19 +157,6 @@ function size(values: Values, name: RunFlag, env: NodeJS.ProcessEnv, min: number
   return n;
 }
 
-/** `--rate-limit`: "N" (per minute), "N/DURATION", or "0" (no budget of its own). */
-export function rateBudget(v: string | undefined): RateBudget | false | undefined {
-  if (v === undefined) return undefined;
-  const m = /^\s*(\d+)\s*(?:\/\s*(\S+))?\s*$/.exec(v);
-  const requests = m === null ? NaN : Number(m[1]);
-  const windowMs = m?.[2] === undefined ? 60_000 : parseDuration(m[2]);
-  if (requests === 0 && m?.[2] === undefined) return false;
-  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_BUDGET_REQUESTS || windowMs === undefined || windowMs < 1 || windowMs > 86_400_000) {
-    throw new ConfigError(`--rate-limit must be requests per minute like 50, or per duration (at most 1d) like 300/1m or 10/2s, or 0 for none (got ${JSON.stringify(v)})`);
-  }
-  return { requests, windowMs };
-}
-
 /** --sse and --sse-kms-key-id, checked against each other and --bucket. */
 function sseOptions(values: Values, env: NodeJS.ProcessEnv, bucket: string | undefined): { sse?: 'AES256' | 'aws:kms'; sseKmsKeyId?: string } {
   const sse = get(values, 'sse', env);
@@ -297,7 +284,7 @@ export function parseRunConfig(argv: string[], env: NodeJS.ProcessEnv): RunConfi
     maxObjectBytes: size(values, 'object-max-bytes', env, 1024),
     maxObjectAgeMs: duration(values, 'object-max-age', env, 100),
     dedupeWindow: int(values, 'dedupe-window', env, 0, 100_000_000),
-    rateLimit: rateBudget(get(values, 'rate-limit', env)),
+    rateLimit: parseRateBudget(get(values, 'rate-limit', env)),
     stopTimeoutMs: duration(values, 'stop-timeout', env, 0),
   };
   for (const [k, v] of Object.entries(optional)) if (v !== undefined) (pipeline as unknown as Record<string, unknown>)[k] = v;
@@ -622,7 +609,7 @@ async function commandSimulate(argv: string[]): Promise<number> {
   };
   const spanMs = values['span'] === undefined ? undefined : parseDuration(values['span']);
   if (spanMs === undefined && values['span'] !== undefined) throw new ConfigError(`--span must be a duration like 6h or 180d (got ${JSON.stringify(values['span'])})`);
-  const limit = rateBudget(values['rate-limit']);
+  const limit = parseRateBudget(values['rate-limit']);
   const sim = createSimulator({
     events: whole('events', 1000, 0, 100_000_000),
     seed: whole('seed', 1, 0, 2 ** 32 - 1),
@@ -740,7 +727,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     // `help run` is `run --help`; no command at all is a usage error.
     const topic = command === 'help' || command === '--help' || command === '-h' ? rest[0] : undefined;
-    process.stdout.write(topic !== undefined && topic in COMMAND_HELP ? COMMAND_HELP[topic]!() : GLOBAL_HELP);
+    process.stdout.write(topic !== undefined && Object.hasOwn(COMMAND_HELP, topic) ? COMMAND_HELP[topic]!() : GLOBAL_HELP);
     return command === undefined ? 2 : 0;
   }
   const help = Object.hasOwn(COMMAND_HELP, command) ? COMMAND_HELP[command] : undefined;

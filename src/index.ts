@@ -36,3 +36,4 @@ export { startMetricsServer, type MetricsServer, type MetricsServerOptions } fro
 export { createLogger, type Logger, type LogLevel } from './log.js';
 export { systemClock, type Clock } from './clock.js';
 export { setHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from './heap.js';
+export { parseRateBudget, type RateBudget } from './sources/rate-pacer.js';

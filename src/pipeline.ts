@@ -308,9 +308,14 @@ export function stopControl(options: { signal?: AbortSignal; abortSignal?: Abort
   };
 }
 
-/** Errors a restart cannot fix: everything but the API or S3 failing for a while. */
+/**
+ * Errors a restart cannot fix: everything but the API or S3 failing for a while. An ApiError with
+ * a 4xx status (the API refused the request itself, or a 404 that is not Atlassian's: a wrong
+ * --api-url path) is fatal too: asking again in 30 s gets the same answer.
+ */
 function isFatal(err: unknown): boolean {
-  return !(err instanceof ApiError || err instanceof SinkError);
+  if (err instanceof ApiError) return err.status !== undefined && err.status >= 400 && err.status < 500;
+  return !(err instanceof SinkError);
 }
 
 /** Runs the collector: once until caught up, or following until `signal`. */

@@ -65,7 +65,7 @@ function explain(err: unknown, step: Step, t: { bucket: string; key: string; pre
   if (name === 'AccessDenied' || status === 403) {
     const grant =
       step === 'list'
-        ? `s3:ListBucketMultipartUploads on arn:aws:s3:::${t.bucket}`
+        ? `s3:ListBucketMultipartUploads on arn:aws:s3:::${t.bucket} (and s3:AbortMultipartUpload on arn:aws:s3:::${t.bucket}/${t.prefix}*)`
         : step === 'create'
           ? `s3:PutObject on arn:aws:s3:::${t.bucket}/${t.prefix}*${t.sse ? ' (and kms:GenerateDataKey on the KMS key)' : ''}`
           : `s3:AbortMultipartUpload on arn:aws:s3:::${t.bucket}/${t.prefix}*`;
@@ -81,11 +81,19 @@ function explain(err: unknown, step: Step, t: { bucket: string; key: string; pre
  */
 export async function checkS3Sink(target: S3CheckTarget, prefixes: readonly string[], stop?: AbortSignal): Promise<void> {
   const deadline = AbortSignal.timeout(CHECK_TIMEOUT_MS);
-  const signal = stop === undefined ? deadline : AbortSignal.any([deadline, stop]);
-  const where = await describeS3Endpoint(target.client);
-  const region = await target.client.config.region();
+  // The first prefix that fails ends the other checks too.
+  const failed = new AbortController();
+  const signal = AbortSignal.any([deadline, failed.signal, ...(stop === undefined ? [] : [stop])]);
   const { client, bucket, serverSideEncryption, sseKmsKeyId } = target;
-  await Promise.all(
+  let where: string;
+  let region: string;
+  try {
+    where = await describeS3Endpoint(client);
+    region = await client.config.region();
+  } catch (err) {
+    throw new SinkError(`the S3 client for bucket ${bucket} is not usable: ${s3ErrorDetail(err)} (check --s3-region and --s3-endpoint)`, { cause: err });
+  }
+  const results = await Promise.allSettled(
     prefixes.map(async (prefix) => {
       const key = `${prefix}${WRITE_CHECK_NAME}`;
       let step: Step = 'list';
@@ -112,9 +120,14 @@ export async function checkS3Sink(target: S3CheckTarget, prefixes: readonly stri
         // upload of its own: abort whatever is still listed for the key.
         await target.abortIncomplete(key, signal);
       } catch (err) {
-        if (stop?.aborted === true) throw err;
+        if (stop?.aborted === true || failed.signal.aborted) throw err;
+        failed.abort();
         throw new SinkError(explain(err, step, { bucket, key, prefix, where, region, timedOut: deadline.aborted, sse: serverSideEncryption === 'aws:kms' }), { cause: err });
       }
     }),
   );
+  // The first failure, as it happened (the others were cut short by it, or by a stop).
+  const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+  const first = rejected.find((e) => e instanceof SinkError) ?? rejected[0];
+  if (rejected.length > 0) throw first;
 }

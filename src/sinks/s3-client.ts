@@ -4,8 +4,11 @@
  *
  * Time limits: connecting at most `connectionTimeoutMs` (10 s); a request that sends or receives
  * nothing for `requestTimeoutMs` (30 s: a stalled server, proxy or load balancer) fails, and so
- * does one that takes longer than REQUEST_TOTAL_MS in all (10 min, against a trickle).
- * Retries: throttling (SlowDown, 429), 5xx, timeouts and connection failures are retried up to
+ * does one whose answer has not begun after REQUEST_TOTAL_MS (10 min, against a trickle). A body
+ * its reader leaves unread for `requestTimeoutMs` (backpressure) is cut off too: the replay's
+ * S3 inputs ask for the rest again (replay-inputs.ts).
+ * Retries: throttling (SlowDown, 429), 500/502/503/504, timeouts and connection failures (what the
+ * SDK classes as throttling or transient) are retried up to
  * `maxAttempts` attempts in all (6), with exponential backoff and full jitter (0.2 s doubling, at most
  * 20 s), or what the server's Retry-After asks; other errors (403, 404) are not. Each retry is
  * logged (`S3 request failed; retrying`), counted (`s3_retries_total{cause}`) and marks S3 as
@@ -16,7 +19,7 @@ import { describeError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { PipelineMetrics } from '../metrics.js';
 
-/** The longest an S3 request may take in all, however steadily bytes trickle. */
+/** The longest an S3 request may take until its answer begins, however steadily bytes trickle. */
 const REQUEST_TOTAL_MS = 600_000;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_CAP_MS = 20_000;

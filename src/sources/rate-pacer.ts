@@ -18,6 +18,8 @@
  * Pure bookkeeping: no timers. The caller asks `delay(now)`, sleeps (abortably), then calls
  * `started(now)` and, for each response, `observe(headers, now)`.
  */
+import { ConfigError } from '../errors.js';
+import { parseDuration } from '../time.js';
 
 export interface RateBudget {
   /** Requests allowed per window. */
@@ -122,4 +124,21 @@ export class RatePacer {
     if (reset === undefined || reset <= now) return;
     this.#next = Math.max(this.#next, Math.min(reset, now + MAX_RESET_WAIT_MS) + RESET_MARGIN_MS);
   }
+}
+
+/**
+ * `--rate-limit` (and ATLASSIAN_AUDIT_RATE_LIMIT): "N" per minute, "N/DURATION" (at most a day),
+ * or "0" for no budget of its own (false). Undefined stays undefined; anything else is a
+ * ConfigError.
+ */
+export function parseRateBudget(v: string | undefined): RateBudget | false | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*(\d+)\s*(?:\/\s*(\S+))?\s*$/.exec(v);
+  const requests = m === null ? NaN : Number(m[1]);
+  const windowMs = m?.[2] === undefined ? 60_000 : parseDuration(m[2]);
+  if (requests === 0 && m?.[2] === undefined) return false;
+  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_BUDGET_REQUESTS || windowMs === undefined || windowMs < 1 || windowMs > 86_400_000) {
+    throw new ConfigError(`--rate-limit must be requests per minute like 50, or per duration (at most 1d) like 300/1m or 10/2s, or 0 for none (got ${JSON.stringify(v)})`);
+  }
+  return { requests, windowMs };
 }

@@ -11,7 +11,8 @@
  *
  * Faults are rules: "the next N requests of an operation" or "every request until cleared",
  * optionally narrowed by a predicate (e.g. only part 2). A rule answers instead of radosgw:
- * - `SlowDown` 503, `InternalError` 500, `ServiceUnavailable` 503: an S3 XML error, sent after
+ * - `SlowDown` 503, `InternalError` 500, `ServiceUnavailable` 503, `AccessDenied` 403 (a policy
+ *   without the permission): an S3 XML error, sent after
  *   the request body was read to its end (a client still sending would otherwise see EPIPE);
  * - `reset`: the connection is reset at once (TCP RST), nothing reaches radosgw;
  * - `lost-response`: the request is forwarded and radosgw acts on it, then the client's
@@ -45,7 +46,7 @@ export type S3Operation =
   | 'ListBuckets'
   | 'Other';
 
-export type S3ErrorFault = 'SlowDown' | 'InternalError' | 'ServiceUnavailable';
+export type S3ErrorFault = 'SlowDown' | 'InternalError' | 'ServiceUnavailable' | 'AccessDenied';
 export type Fault = S3ErrorFault | 'reset' | 'lost-response' | 'blackhole' | 'cut-body';
 
 /** How much of a response body a `cut-body` fault lets through before it resets the connection. */
@@ -55,6 +56,7 @@ const ERRORS: Record<S3ErrorFault, { status: number; message: string }> = {
   SlowDown: { status: 503, message: 'Please reduce your request rate.' },
   InternalError: { status: 500, message: 'We encountered an internal error. Please try again.' },
   ServiceUnavailable: { status: 503, message: 'Service is unable to handle request.' },
+  AccessDenied: { status: 403, message: 'Access Denied' },
 };
 
 /** What a rule's predicate sees. */

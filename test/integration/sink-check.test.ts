@@ -51,12 +51,16 @@ test('a sink that can never write stops the run before the first API request, wi
   const run = (name: string, output: string[], extraEnv: Record<string, string> = {}, once = true): ReturnType<typeof runCli> =>
     runCli(['run', ...(once ? ['--once'] : ['--interval', '1s']), '--org-id', sim.orgId, '--api-url', sim.url, '--from', '2000-01-01', '--prefix', P, '--quarantine-prefix', Q,
       '--state', join(dir, `${name}.json`), '--metrics-port', '0', '--rate-limit', '0', '--log-format', 'json', ...output], { ATLASSIAN_API_KEY: sim.apiKey, ...env, ...extraEnv });
-  const s3 = (at: string, b = bucket): string[] => ['--bucket', b, '--s3-endpoint', at, '--s3-force-path-style', '--s3-timeout', '1s'];
+  const s3 = (at: string, b = bucket): string[] => ['--bucket', b, '--s3-endpoint', at, '--s3-force-path-style'];
+  // A policy without s3:PutObject under the prefix: S3 answers the check's CreateMultipartUpload 403.
+  const proxy = await startS3FaultProxy();
+  proxy.failAlways('CreateMultipartUpload', 'AccessDenied');
   const cases: Array<[string, string[], Record<string, string>, boolean, RegExp]> = [
     ['closed-port', s3(`http://127.0.0.1:${closedPort}`), {}, true, new RegExp(`cannot reach S3 at http://127\\.0\\.0\\.1:${closedPort} \\(.*ECONNREFUSED.*\\): check --s3-endpoint and the network$`)],
+    ['no-put-permission', s3(proxy.url), {}, true, new RegExp(`S3 at ${proxy.url.replace(/[.]/g, '\\.')} denied writing under s3://${bucket}/(${P}|${Q}) \\(AccessDenied, HTTP 403: Access Denied\\): grant s3:PutObject on arn:aws:s3:::${bucket}/\\1\\*`)],
     ['no-bucket', s3(endpoint, 'no-such-bucket-0451'), {}, true, new RegExp(`bucket no-such-bucket-0451 does not exist at ${endpoint.replace(/[.]/g, '\\.')}: check --bucket`)],
     ['wrong-secret', s3(endpoint), { AWS_SECRET_ACCESS_KEY: 'wrong-secret-key-000000000000000000000000' }, true, /rejected the credentials \(SignatureDoesNotMatch\): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/],
-    ['stalled', s3(`http://127.0.0.1:${stalledPort}`), {}, true, new RegExp(`(S3 at http://127\\.0\\.0\\.1:${stalledPort} stopped answering \\(TimeoutError|no answer from S3 at http://127\\.0\\.0\\.1:${stalledPort} within 20 s)`)],
+    ['stalled', [...s3(`http://127.0.0.1:${stalledPort}`), '--s3-timeout', '1s'], {}, true, new RegExp(`(S3 at http://127\\.0\\.0\\.1:${stalledPort} stopped answering \\(TimeoutError|no answer from S3 at http://127\\.0\\.0\\.1:${stalledPort} within 20 s)`)],
     ['poller-no-bucket', s3(endpoint, 'no-such-bucket-0452'), {}, false, /bucket no-such-bucket-0452 does not exist/],
     ['local-not-a-dir', ['--out-dir', join(notAFile, 'out')], {}, true, /cannot write to the output directory .*a-file\/out \(--out-dir\): (ENOTDIR|EEXIST)/],
   ];
@@ -76,6 +80,7 @@ test('a sink that can never write stops the run before the first API request, wi
     assert.deepEqual(await listPendingUploads(client, bucket), []);
   } finally {
     stalled.close();
+    await proxy.close();
     await sim.close();
     await emptyAndDeleteBucket(client, bucket);
     client.destroy();
@@ -105,7 +110,7 @@ test('S3 that stops answering mid-run: each timed-out request is retried, logged
     {
       orgId: sim.orgId, apiKey: sim.apiKey, apiUrl: sim.url, from: 0, statePath: join(dir, 'state.json'), prefix: P, quarantinePrefix: Q, rateLimit: false,
       follow: true, intervalMs: 60_000, restartDelayMs: 200, signal: stop.signal,
-      output: { kind: 's3', bucket, endpoint: proxy.url, forcePathStyle: true, timeoutMs: 500 },
+      output: { kind: 's3', bucket, endpoint: proxy.url, forcePathStyle: true, timeoutMs: 2000 },
     },
     { metrics, logger },
   );

@@ -92,7 +92,7 @@ test('X-RateLimit-Reset is read at minute, second and millisecond precision, wit
 });
 
 test('--rate-limit: N per minute, N/DURATION, 0 for no budget; anything else is a clear ConfigError', async () => {
-  const { rateBudget } = await import('../../src/cli.js');
+  const { parseRateBudget: rateBudget } = await import('../../src/sources/rate-pacer.js');
   const { ConfigError } = await import('../../src/errors.js');
   assert.equal(rateBudget(undefined), undefined);
   assert.deepEqual(rateBudget('50'), { requests: 50, windowMs: 60_000 });
