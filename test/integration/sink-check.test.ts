@@ -13,7 +13,8 @@ import { createMetrics } from '../../src/metrics.js';
 import { startMetricsServer } from '../../src/metrics-server.js';
 import { runPipeline } from '../../src/pipeline.js';
 import type { Logger } from '../../src/log.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli, summaryOf } from '../helpers/cli.js';
+import { loadState } from '../../src/checkpoint.js';
 import { tempDir } from '../helpers/fs.js';
 import { parseExposition, value } from '../helpers/exposition.js';
 import { until } from '../helpers/proc.js';
@@ -142,5 +143,33 @@ test('S3 that stops answering mid-run: each timed-out request is retried, logged
     await sim.close();
     await emptyAndDeleteBucket(direct, bucket);
     direct.destroy();
+  }
+});
+
+test('SIGTERM during the start-up check (S3 not answering) stops the run at once: exit 0, recorded as stopped, no API request', { timeout: 120_000 }, async () => {
+  const sim = createSimulator({ events: 200, seed: 53 });
+  await sim.start();
+  let connections = 0;
+  const stalled = createNetServer((socket) => {
+    connections++;
+    socket.on('data', () => {});
+  });
+  const port = await listen(stalled);
+  const dir = await tempDir();
+  const state = join(dir, 'state.json');
+  try {
+    const run = startCli(['run', '--once', '--org-id', sim.orgId, '--api-url', sim.url, '--bucket', 'b', '--s3-endpoint', `http://127.0.0.1:${port}`, '--s3-force-path-style',
+      '--state', state, '--metrics-port', '0', '--log-format', 'json'], { ATLASSIAN_API_KEY: sim.apiKey, AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 'secret-0000000000', AWS_REGION: 'us-east-1' });
+    // The check's first request is at the endpoint, which holds it (the check's own limit is 20 s).
+    await until(() => connections > 0, 'the check\'s request at the endpoint');
+    run.child.kill('SIGTERM');
+    const r = await run.result;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(summaryOf(r.stdout).stopped, true);
+    assert.equal((await loadState(state))!.lastRun?.outcome, 'stopped');
+    assert.equal(sim.stats.requests, 0, 'the API was asked after a stop');
+  } finally {
+    stalled.close();
+    await sim.close();
   }
 });
