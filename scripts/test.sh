@@ -20,5 +20,6 @@ fi
 export AAP_REQUIRE_S3=1
 
 # Test files run one at a time: the crash and pipeline tests spawn CLIs and share one radosgw
-# on a 2-core machine, and timing-sensitive waits are steadier without contention.
-node --no-warnings --test --test-concurrency=1 dist/test/
+# on a 2-core machine. --test-force-exit: a test that fails before it closes what it opened (a
+# server, a worker thread) must not keep its file's process, and so the suite, waiting for ever.
+node --no-warnings --test --test-concurrency=1 --test-force-exit dist/test/
