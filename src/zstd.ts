@@ -15,11 +15,17 @@
  * starts with SIGINT and SIGTERM ignored (`sh` sets them to be ignored, which survives its exec of
  * zstd). zstd still ends with this process: its stdin closes (and SIGKILL, or a destroyed
  * stream's SIGKILL after 1 s, ends it regardless).
+ *
+ * A signal that comes while the child is being started (after the fork, before its own session
+ * and the ignored signals are in place) still kills it: a child is used only once `sh` has
+ * reported, on a pipe of its own (fd 3), that the signals are ignored; one that dies before that
+ * is started again (up to START_ATTEMPTS times). No byte has been written to it by then, so
+ * nothing is lost.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { ConfigError } from './errors.js';
 
 /** What simple-zstd's ProcessDuplex takes (simple-zstd/dist/src/process-duplex.d.ts). */
@@ -68,15 +74,49 @@ function load(): Promise<ProcessDuplexClass> {
   return loaded;
 }
 
-/** Runs `command args` with SIGINT and SIGTERM ignored, in a session of its own (see the header). */
-function spawnIgnoringStopSignals(command: string, args: string[], options?: SpawnOptions): ChildProcess {
-  return spawn('/bin/sh', ['-c', 'trap "" INT TERM; exec "$0" "$@"', command, ...args], { ...options, detached: true });
+/** How often a zstd child that died while starting (a stop signal in the fork window) is started again. */
+const START_ATTEMPTS = 10;
+
+/**
+ * Starts `command args` with SIGINT and SIGTERM ignored, in a session of its own (see the
+ * header), and resolves once `sh` has ignored them: it writes one byte to fd 3 and execs the
+ * command with fd 3 closed. Undefined when the child died (or failed to start) before that.
+ */
+function startIgnoringStopSignals(command: string, args: string[]): Promise<ChildProcess | undefined> {
+  const child = spawn('/bin/sh', ['-c', 'trap "" INT TERM; printf r >&3; exec "$0" "$@" 3>&-', command, ...args], {
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve) => {
+    const ready = child.stdio[3] as Readable;
+    const settle = (value: ChildProcess | undefined): void => {
+      ready.off('data', onReady);
+      child.off('exit', onGone);
+      child.off('error', onGone);
+      ready.destroy();
+      resolve(value);
+    };
+    const onReady = (): void => settle(child);
+    // 'exit', not 'close': nothing reads its stdout yet, so 'close' would wait for ever.
+    const onGone = (): void => {
+      child.on('error', () => {});
+      for (const s of [child.stdin, child.stdout, child.stderr]) s?.destroy();
+      settle(undefined);
+    };
+    ready.once('data', onReady);
+    child.once('exit', onGone);
+    child.once('error', onGone);
+  });
 }
 
 async function zstdProcess(args: string[]): Promise<Duplex> {
   const path = requireZstd();
   const ProcessDuplex = await load();
-  return new ProcessDuplex({ command: path, args, nonZeroExitPolicy: true, spawnProcess: spawnIgnoringStopSignals });
+  for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
+    const child = await startIgnoringStopSignals(path, args);
+    if (child !== undefined) return new ProcessDuplex({ command: path, args, nonZeroExitPolicy: true, spawnProcess: () => child });
+  }
+  throw new Error(`zstd (${path}) could not be started: it exited before it was ready, ${START_ATTEMPTS} times`);
 }
 
 /** A `zstd -c -LEVEL` process as a Duplex: bytes in, one zstd frame out; an error if zstd fails. */
