@@ -1,9 +1,9 @@
 /**
  * Deterministic audit-event content for the simulator.
  *
- * `EventFactory` turns a PRNG stream into events shaped like the events-stream API's (see
- * /work/shared/design/atlassian-api.md): real action ids, actors with odd emails and undocumented
- * auth types, context/container/location objects that are sometimes empty or absent, unknown keys,
+ * `EventFactory` turns a PRNG stream into events shaped like the events-stream API's: real action
+ * ids, actors with odd emails and undocumented auth types, context/container/location objects
+ * that are sometimes empty or absent, unknown keys,
  * non-ASCII names, and `attributes.time` in every RFC 3339 spelling seen. It also derives
  * malformed records (invalid per Panther's Atlassian.Audit schema) and changed re-deliveries.
  * Every valid event is rendered with `id` as its first key; the store relies on that.

@@ -1,6 +1,6 @@
 /**
  * A local simulator of Atlassian's organization audit-log API (events-stream and friends),
- * reproducing every behaviour listed in /work/shared/design/atlassian-api.md: bearer auth and its
+ * reproducing the behaviours the collector depends on: bearer auth and its
  * 401/403/404 bodies, `from`/`to`/`limit`/`cursor`/`sortOrder`, position cursors that keep sort
  * order and bounds, both end-of-stream styles, rate-limit headers and 429s, and scripted or random
  * faults (5xx of several body shapes, resets mid-body, truncated/HTML/wrong-shape 200s, slowness).
