@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { until } from './helpers/proc.js';
 
 const helper = fileURLToPath(new URL('./helpers/zstd-under-signals.js', import.meta.url));
 
@@ -16,32 +17,25 @@ test('zstd children started while the process group is signalled again and again
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  await new Promise<void>((resolve) => {
-    const check = (): void => {
-      if (stdout.startsWith('ready\n')) {
-        child.stdout.off('data', check);
-        resolve();
-      }
-    };
-    child.stdout.on('data', check);
-  });
+  let exited = false;
+  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => {
+    exited = true;
+    resolve(code);
+  }));
+  await until(() => exited || stdout.startsWith('ready\n'), 'the helper to start');
+  // Signal until the helper has printed its result (or died).
   let signals = 0;
-  // Until the helper has printed its result (or died).
-  let running = true;
-  void exited.then(() => (running = false));
-  const done = (): boolean => !running || stdout.slice('ready\n'.length).includes('\n');
-  while (!done()) {
+  while (!exited && !stdout.slice('ready\n'.length).includes('\n')) {
     try {
       process.kill(-child.pid!, signals % 2 === 0 ? 'SIGINT' : 'SIGTERM');
-      signals++;
     } catch {
-      break;
+      break; // the helper died: the assertions below say how
     }
+    signals++;
     await new Promise((r) => setTimeout(r, 25));
   }
   child.stdin.end();
-  const code = await exited;
+  const code = await closed;
   assert.equal(code, 0, stderr);
   assert.ok(signals > 10, `only ${signals} signals were sent`);
   assert.deepEqual(JSON.parse(stdout.slice('ready\n'.length)), { identical: rounds * 4 }, `${signals} signals`);
